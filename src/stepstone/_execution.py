@@ -1,0 +1,125 @@
+"""One execution of one claimed run: calls the job, records steps, writes the outcome.
+
+Stdlib + asyncio only. An execution never retries or reclaims; the worker does that. It stops
+writing the moment a write is refused (the run was cancelled or taken over) and never writes after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._errors import InvalidInput, InvalidOutput, StaleLeaseError
+from ._jobs import Job, to_jsonable, validate
+from ._models import Run, StepRecord
+from ._step import Step, error_text
+from ._store import NewEvent
+from ._util import dumps, loads, now
+from ._writer import RunWriter
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["Execution"]
+
+log = logging.getLogger("stepstone")
+
+#: A streaming job writing faster than the linger flushes inline past this many buffered events.
+_STREAM_FLUSH_AT = 256
+
+
+class Execution:
+    def __init__(self, engine: Engine, run: Run, job: Job) -> None:
+        self.engine = engine
+        self.run = run
+        self.job = job
+        self.step_names: set[str] = set()
+        self.cached_steps: dict[str, StepRecord] = {}
+        self.current_step: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.writer = RunWriter(engine.store, run.id, run.epoch, engine._dispatch, self._lost, engine.event_linger)
+
+    def emit(self, type: str, data: dict[str, Any], progress: Any = None) -> None:
+        self.writer.emit(type, data, progress)
+
+    def _lost(self, exc: BaseException) -> None:
+        """A background write failed: the run is no longer ours (or the store broke). Stop."""
+        if not isinstance(exc, StaleLeaseError):
+            log.error("stepstone: writing events of run %s failed: %s", self.run.id, exc)
+        self.writer.close()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def execute(self) -> None:
+        run, job = self.run, self.job
+        self.emit("run:start", {"attempt": run.attempt, "jobVersion": job.version})
+        try:
+            try:
+                payload = validate(job.input, run.input)
+            except Exception as exc:
+                raise InvalidInput(f"input rejected by job {job.name!r}: {exc}") from exc
+            self.cached_steps = {s.name: s for s in await self.engine.store.get_steps(run.id)}
+            step = Step(self)
+            if job.streaming:
+                output = await self._stream(step, payload)
+            else:
+                output = self._output(await job.run(step, payload))  # type: ignore[misc]
+        except StaleLeaseError:
+            self.writer.close()
+            return
+        except Exception as exc:
+            error = error_text(exc)
+            log.info("stepstone: run %s (%s) failed: %s", run.id, job.name, error)
+            await self._finish("failed", None, error, NewEvent("run:fail", {"error": error}, now()))
+            return
+        await self._finish("completed", output, None, NewEvent("run:complete", {"output": output}, now()))
+
+    def _output(self, result: Any) -> Any:
+        try:
+            value = to_jsonable(validate(self.job.output, result))
+        except Exception as exc:
+            raise InvalidOutput(f"output rejected by job {self.job.name!r}: {exc}") from exc
+        try:
+            return loads(dumps(value))
+        except (TypeError, ValueError) as exc:
+            raise InvalidOutput(f"job {self.job.name!r} returned a {type(value).__name__}, which is not JSON-serialisable: {exc}") from exc
+
+    async def _finish(self, status: Any, output: Any, error: str | None, event: NewEvent) -> None:
+        retention = self.job.retention if self.job.retention is not None else self.engine.retention
+        expires_at = event.at + retention if retention is not None else None
+        try:
+            await self.writer.finish(status, output, error, expires_at, event)
+        except StaleLeaseError:
+            self.writer.close()
+
+    async def _stream(self, step: Step, payload: Any) -> Any:
+        """Each yielded value becomes a ``stream`` event. On resume the generator runs again from
+        the top; the values already in the log (counted by position) are not written twice."""
+        already = 0
+        seq = 0
+        while True:
+            batch = await self.engine.store.read_events(self.run.id, seq, 1000)
+            already += sum(1 for e in batch if e.type == "stream")
+            if len(batch) < 1000:
+                break
+            seq = batch[-1].seq + 1
+        index = 0
+        gen = self.job.run(step, payload)
+        try:
+            async for value in gen:  # type: ignore[union-attr]
+                if index >= already:
+                    try:
+                        item = loads(dumps(value))
+                    except (TypeError, ValueError) as exc:
+                        raise InvalidOutput(
+                            f"stream item {index} of job {self.job.name!r} is a {type(value).__name__}, "
+                            f"which is not JSON-serialisable: {exc}"
+                        ) from exc
+                    self.emit("stream", {"index": index, "value": item})
+                    if self.writer.pending_count >= _STREAM_FLUSH_AT:
+                        await self.writer.flush()
+                index += 1
+        finally:
+            await gen.aclose()  # type: ignore[union-attr]
+        return {"streamed": index}

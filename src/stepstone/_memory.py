@@ -1,0 +1,307 @@
+"""``memory:`` — the in-process store. Stdlib only; importable in Pyodide.
+
+Every method runs without an ``await`` between its reads and writes, so each one is atomic with
+respect to the event loop: that is this store's transaction.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ._errors import InvalidRunState, RunNotFound, StaleLeaseError
+from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ._notify import RUNS_KEY, Hub
+from ._store import NewEvent, NewRun, RunFilter
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Keeps everything in dicts; lost when the process ends. For tests, demos and the browser."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, Run] = {}
+        self._pos: dict[str, int] = {}
+        self._active: set[str] = set()
+        self._idem: dict[tuple[str, str], str] = {}
+        self._steps: dict[str, dict[str, StepRecord]] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._changes: dict[str, int] = {}
+        self._counter = 0
+        self._version = 0
+        self._hub = Hub()
+
+    async def init(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _bump(self, run: Run) -> Run:
+        self._version += 1
+        run = replace(run, version=self._version)
+        self._runs[run.id] = run
+        self._changes[run.id] = self._version
+        if run.status in ("pending", "running"):
+            self._active.add(run.id)
+        else:
+            self._active.discard(run.id)
+        self._hub.publish(RUNS_KEY)
+        return run
+
+    def _get(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return run
+
+    def _fenced(self, run_id: str, epoch: int | None) -> Run:
+        run = self._runs.get(run_id)
+        if epoch is None:
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            return run
+        if run is None or run.epoch != epoch or run.status != "running":
+            raise StaleLeaseError(f"run {run_id!r} is no longer held at epoch {epoch}")
+        return run
+
+    def _append(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, list[Event]]:
+        log = self._events.setdefault(run.id, [])
+        out = [Event(run.id, len(log) + i, e.type, e.data, e.at) for i, e in enumerate(events)]
+        log.extend(out)
+        if out:
+            run = replace(run, last_seq=out[-1].seq, updated_at=out[-1].at)
+            self._runs[run.id] = run
+            self._hub.publish(run.id)
+        return run, out
+
+    # -- runs ----------------------------------------------------------------------------------
+    async def create_run(self, run: NewRun, event: NewEvent) -> tuple[Run, bool]:
+        if run.idempotency_key is not None:
+            existing = self._idem.get((run.job_name, run.idempotency_key))
+            if existing is not None:
+                return self._runs[existing], False
+            self._idem[(run.job_name, run.idempotency_key)] = run.id
+        self._counter += 1
+        self._pos[run.id] = self._counter
+        new = Run(
+            id=run.id,
+            job_name=run.job_name,
+            job_version=run.job_version,
+            status="pending",
+            input=copy.deepcopy(run.input),
+            labels=dict(run.labels),
+            idempotency_key=run.idempotency_key,
+            concurrency_key=run.concurrency_key,
+            created_at=run.created_at,
+            updated_at=run.created_at,
+        )
+        new = self._bump(new)
+        new, _ = self._append(new, [event])
+        return new, True
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    async def list_runs(self, filter: RunFilter) -> tuple[list[Run], int]:
+        def keep(r: Run) -> bool:
+            if filter.job_name is not None and r.job_name != filter.job_name:
+                return False
+            if filter.statuses is not None and r.status not in filter.statuses:
+                return False
+            if filter.labels:
+                return all(r.labels.get(k) == v for k, v in filter.labels.items())
+            return True
+
+        matching = sorted((r for r in self._runs.values() if keep(r)), key=lambda r: -self._pos[r.id])
+        return matching[filter.offset : filter.offset + filter.limit], len(matching)
+
+    async def claim_next(
+        self, owner: str, job_names: Collection[str], now: float, lease_until: float
+    ) -> Run | None:
+        seen_keys: set[str] = set()
+        for run_id in sorted(self._active, key=self._pos.__getitem__):
+            run = self._runs[run_id]
+            if run.concurrency_key is not None:
+                if run.concurrency_key in seen_keys:
+                    continue
+                seen_keys.add(run.concurrency_key)
+            if run.job_name not in job_names:
+                continue
+            expired = run.lease_expires_at is None or run.lease_expires_at < now
+            if run.status == "pending" or expired:
+                claimed = replace(
+                    run,
+                    status="running",
+                    owner=owner,
+                    epoch=run.epoch + 1,
+                    lease_expires_at=lease_until,
+                    started_at=run.started_at if run.started_at is not None else now,
+                    updated_at=now,
+                )
+                return self._bump(claimed)
+        return None
+
+    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.epoch != epoch or run.status != "running":
+            return False
+        self._runs[run_id] = replace(run, lease_expires_at=lease_until)
+        return True
+
+    async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.epoch != epoch or run.status != "running":
+            return False
+        self._bump(replace(run, status="pending", owner=None, lease_expires_at=None, updated_at=now))
+        return True
+
+    async def expire_leases(self, owner: str, now: float) -> int:
+        n = 0
+        for run in list(self._runs.values()):
+            if run.owner == owner and run.status == "running":
+                self._runs[run.id] = replace(run, lease_expires_at=now - 1)
+                n += 1
+        return n
+
+    async def lease_owners(self, now: float) -> set[str]:
+        return {
+            r.owner
+            for r in self._runs.values()
+            if r.status == "running" and r.owner and (r.lease_expires_at or 0) >= now
+        }
+
+    # -- events and steps ----------------------------------------------------------------------
+    async def append_events(
+        self,
+        run_id: str,
+        epoch: int | None,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> list[Event]:
+        run = self._fenced(run_id, epoch)
+        if progress is not None:
+            run = self._bump(replace(run, progress=progress))
+        return self._append(run, events)[1]
+
+    async def commit_step(
+        self,
+        run_id: str,
+        epoch: int,
+        step: StepRecord,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> list[Event]:
+        run = self._fenced(run_id, epoch)
+        self._steps.setdefault(run_id, {})[step.name] = replace(step, output=copy.deepcopy(step.output))
+        if progress is not None:
+            run = self._bump(replace(run, progress=progress))
+        return self._append(run, events)[1]
+
+    async def finish_run(
+        self,
+        run_id: str,
+        epoch: int,
+        status: RunStatus,
+        output: Any,
+        error: str | None,
+        now: float,
+        expires_at: float | None,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> tuple[Run, list[Event]]:
+        run = self._fenced(run_id, epoch)
+        run = replace(
+            run,
+            status=status,
+            output=copy.deepcopy(output),
+            error=error,
+            finished_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+            owner=None,
+            lease_expires_at=None,
+            progress=progress if progress is not None else run.progress,
+        )
+        return self._append(self._bump(run), events)
+
+    async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
+        run = self._get(run_id)
+        if run.is_terminal:
+            raise InvalidRunState(f"run {run_id!r} is already {run.status}; only pending or running runs can be cancelled")
+        run = replace(
+            run, status="cancelled", epoch=run.epoch + 1, owner=None, lease_expires_at=None, finished_at=now, updated_at=now
+        )
+        return self._append(self._bump(run), [event])
+
+    async def retry_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
+        run = self._get(run_id)
+        if run.status not in ("failed", "cancelled"):
+            raise InvalidRunState(f"run {run_id!r} is {run.status}; only failed or cancelled runs can be retried")
+        run = replace(
+            run,
+            status="pending",
+            attempt=run.attempt + 1,
+            epoch=run.epoch + 1,
+            error=None,
+            output=None,
+            finished_at=None,
+            expires_at=None,
+            updated_at=now,
+        )
+        return self._append(self._bump(run), [event])
+
+    async def set_expiry(self, run_id: str, expires_at: float | None) -> None:
+        run = self._get(run_id)
+        self._runs[run_id] = replace(run, expires_at=expires_at)
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        return sorted(self._steps.get(run_id, {}).values(), key=lambda s: s.index)
+
+    async def read_events(self, run_id: str, from_seq: int = 0, limit: int = 1000) -> list[Event]:
+        return self._events.get(run_id, [])[max(from_seq, 0) : max(from_seq, 0) + limit]
+
+    async def wait_events(self, run_id: str, after_seq: int, timeout: float) -> None:
+        run = self._runs.get(run_id)
+        if run is None or run.last_seq > after_seq:
+            return
+        await self._hub.wait(run_id, timeout)
+
+    async def run_changes(self, after_version: int, limit: int = 100) -> list[RunChange]:
+        newer = sorted((v, rid) for rid, v in self._changes.items() if v > after_version)[:limit]
+        return [RunChange(v, rid, self._runs.get(rid)) for v, rid in newer]
+
+    async def wait_run_changes(self, after_version: int, timeout: float) -> None:
+        if self._version > after_version:
+            return
+        await self._hub.wait(RUNS_KEY, timeout)
+
+    # -- deletion ------------------------------------------------------------------------------
+    def _delete(self, run_id: str) -> bool:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return False
+        self._pos.pop(run_id, None)
+        self._active.discard(run_id)
+        self._steps.pop(run_id, None)
+        self._events.pop(run_id, None)
+        if run.idempotency_key is not None:
+            self._idem.pop((run.job_name, run.idempotency_key), None)
+        self._version += 1
+        self._changes[run_id] = self._version
+        self._hub.publish(RUNS_KEY)
+        self._hub.publish(run_id)
+        return True
+
+    async def delete_run(self, run_id: str) -> bool:
+        return self._delete(run_id)
+
+    async def sweep(self, now: float) -> int:
+        expired = [r.id for r in self._runs.values() if r.expires_at is not None and r.expires_at <= now]
+        for run_id in expired:
+            self._delete(run_id)
+        return len(expired)

@@ -1,0 +1,220 @@
+"""Plain data the engine, the stores and the transports pass around. Stdlib only, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "Event",
+    "EVENT_TYPES",
+    "Progress",
+    "Run",
+    "RunChange",
+    "RunList",
+    "RunStatus",
+    "RUN_STATUSES",
+    "StepRecord",
+    "TERMINAL_EVENTS",
+    "TERMINAL_STATUSES",
+    "TriggerResult",
+]
+
+RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "completed", "failed", "cancelled")
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+ACTIVE_STATUSES: frozenset[str] = frozenset({"pending", "running"})
+
+#: Every event type the engine writes into a run's log, in roughly the order they appear.
+EVENT_TYPES: tuple[str, ...] = (
+    "run:trigger",
+    "run:start",
+    "step:start",
+    "step:complete",
+    "step:fail",
+    "run:progress",
+    "log:write",
+    "stream",
+    "run:retry",
+    "run:complete",
+    "run:fail",
+    "run:cancel",
+)
+TERMINAL_EVENTS: frozenset[str] = frozenset({"run:complete", "run:fail", "run:cancel"})
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a run has got: ``current`` of ``total`` (if known), with an optional message."""
+
+    current: float
+    total: float | None = None
+    message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"current": self.current, "total": self.total, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Progress | None:
+        if not data:
+            return None
+        return cls(data["current"], data.get("total"), data.get("message"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a job. Returned by ``trigger``, ``get_run``, ``wait``; never mutated."""
+
+    id: str
+    job_name: str
+    job_version: str
+    status: RunStatus
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    progress: Progress | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    attempt: int = 1
+    owner: str | None = None
+    epoch: int = 0
+    lease_expires_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    expires_at: float | None = None
+    last_seq: int = -1
+    version: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire shape (camelCase keys) used by the HTTP API and the client."""
+        return {
+            "id": self.id,
+            "jobName": self.job_name,
+            "jobVersion": self.job_version,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "progress": self.progress.to_json() if self.progress else None,
+            "labels": dict(self.labels),
+            "idempotencyKey": self.idempotency_key,
+            "concurrencyKey": self.concurrency_key,
+            "attempt": self.attempt,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "expiresAt": self.expires_at,
+            "lastSeq": self.last_seq,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Run:
+        return cls(
+            id=data["id"],
+            job_name=data["jobName"],
+            job_version=data.get("jobVersion", ""),
+            status=cast(RunStatus, data["status"]),
+            input=data.get("input"),
+            output=data.get("output"),
+            error=data.get("error"),
+            progress=Progress.from_json(data.get("progress")),
+            labels=dict(data.get("labels") or {}),
+            idempotency_key=data.get("idempotencyKey"),
+            concurrency_key=data.get("concurrencyKey"),
+            attempt=data.get("attempt", 1),
+            created_at=data.get("createdAt", 0.0),
+            updated_at=data.get("updatedAt", 0.0),
+            started_at=data.get("startedAt"),
+            finished_at=data.get("finishedAt"),
+            expires_at=data.get("expiresAt"),
+            last_seq=data.get("lastSeq", -1),
+            version=data.get("version", 0),
+        )
+
+
+@dataclass(frozen=True)
+class TriggerResult(Run):
+    """What ``trigger`` returns: the run, and ``created=False`` when an idempotency key matched."""
+
+    created: bool = True
+
+
+class RunList(list[Run]):
+    """A page of runs; a plain list that also knows the ``total`` matching the filter."""
+
+    def __init__(self, runs: Iterable[Run] = (), *, total: int = 0, limit: int = 50, offset: int = 0):
+        super().__init__(runs)
+        self.total = total
+        self.limit = limit
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """The stored outcome of one ``step.run``: a completed step's ``output`` is what resume returns."""
+
+    run_id: str
+    name: str
+    index: int
+    status: Literal["completed", "failed"]
+    output: Any = None
+    error: str | None = None
+    started_at: float = 0.0
+    completed_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "name": self.name,
+            "index": self.index,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "startedAt": self.started_at,
+            "completedAt": self.completed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a run's ordered log. ``seq`` is 0, 1, 2, … with no gap."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: Mapping[str, Any]
+    at: float
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_EVENTS
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "seq": self.seq, "type": self.type, "data": dict(self.data), "at": self.at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Event:
+        return cls(data["runId"], int(data["seq"]), data["type"], data.get("data") or {}, data.get("at", 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    """One entry of the store-wide feed of run changes; ``run`` is None when it was deleted."""
+
+    version: int
+    run_id: str
+    run: Run | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "runId": self.run_id, "run": self.run.to_json() if self.run else None}

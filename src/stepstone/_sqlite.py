@@ -1,0 +1,577 @@
+"""``sqlite:///path`` — the embedded store: stdlib ``sqlite3``, WAL, one write transaction per call.
+
+Several processes may share one file: SQLite serialises writers (``BEGIN IMMEDIATE``) and the
+lease/epoch columns fence them. Writes made through any store object of this process wake waiters
+at once (one hub per file); writes from other processes are seen at the engine's polling interval.
+Owner liveness uses OS file locks beside the database (see :mod:`stepstone._liveness`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StoreError
+from ._liveness import FileLockLiveness, Liveness
+from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ._notify import RUNS_KEY, Hub
+from ._store import NewEvent, NewRun, RunFilter
+from ._util import dumps, loads, now
+
+__all__ = ["SqliteStore"]
+
+_HUBS: dict[str, Hub] = {}
+
+_SCHEMA_V1 = """
+CREATE TABLE runs (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    job_name TEXT NOT NULL,
+    job_version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    error TEXT,
+    progress TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    idempotency_key TEXT,
+    concurrency_key TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    owner TEXT,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    expires_at REAL,
+    last_seq INTEGER NOT NULL DEFAULT -1,
+    version INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs(job_name, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_active ON runs(status, pos) WHERE status IN ('pending', 'running');
+CREATE INDEX runs_concurrency ON runs(concurrency_key, pos)
+    WHERE concurrency_key IS NOT NULL AND status IN ('pending', 'running');
+CREATE INDEX runs_job ON runs(job_name, pos);
+CREATE INDEX runs_status ON runs(status, pos);
+CREATE INDEX runs_expires ON runs(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX runs_version ON runs(version);
+CREATE TABLE run_labels (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX run_labels_kv ON run_labels(key, value, run_id);
+CREATE TABLE steps (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    started_at REAL NOT NULL,
+    completed_at REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE run_tombstones (version INTEGER PRIMARY KEY, run_id TEXT NOT NULL, deleted_at REAL NOT NULL);
+INSERT INTO stepstone_meta (key, value) VALUES ('runs_version', 0);
+"""
+
+#: Forward-only migrations; index i takes the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_RUN_COLUMNS = (
+    "id, job_name, job_version, status, input, output, error, progress, labels, idempotency_key, "
+    "concurrency_key, attempt, owner, epoch, lease_expires_at, created_at, updated_at, started_at, "
+    "finished_at, expires_at, last_seq, version"
+)
+
+
+def _row_to_run(row: Sequence[Any]) -> Run:
+    return Run(
+        id=row[0],
+        job_name=row[1],
+        job_version=row[2],
+        status=row[3],
+        input=loads(row[4]),
+        output=loads(row[5]),
+        error=row[6],
+        progress=Progress.from_json(loads(row[7])),
+        labels=loads(row[8]),
+        idempotency_key=row[9],
+        concurrency_key=row[10],
+        attempt=row[11],
+        owner=row[12],
+        epoch=row[13],
+        lease_expires_at=row[14],
+        created_at=row[15],
+        updated_at=row[16],
+        started_at=row[17],
+        finished_at=row[18],
+        expires_at=row[19],
+        last_seq=row[20],
+        version=row[21],
+    )
+
+
+def _progress_json(progress: Progress | None) -> str | None:
+    return None if progress is None else dumps(progress.to_json())
+
+
+class SqliteStore:
+    """A store in one SQLite file. ``synchronous`` is ``"normal"`` (survives a process crash, the
+    default) or ``"full"`` (also survives power loss: one fsync per write)."""
+
+    def __init__(self, path: str, *, synchronous: str = "normal", busy_timeout: float = 10.0) -> None:
+        if synchronous.lower() not in ("off", "normal", "full", "extra"):
+            raise StoreError(f"unknown synchronous setting {synchronous!r}; use normal or full")
+        self.path = path
+        self.synchronous = synchronous.lower()
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        key = os.path.abspath(path) if path != ":memory:" else f":memory:{id(self)}"
+        self._hub = _HUBS.setdefault(key, Hub())
+
+    # -- connection ----------------------------------------------------------------------------
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"sqlite store {self.path!r} is not open; call init() first")
+        return self._conn
+
+    async def init(self) -> None:
+        if self._conn is not None:
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if self.path != ":memory:" and not os.path.isdir(directory):
+            raise StoreError(f"cannot open sqlite store {self.path!r}: directory {directory!r} does not exist")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open sqlite store {self.path!r}: {exc}") from exc
+        self._conn = conn
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS stepstone_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            row = db.execute("SELECT value FROM stepstone_meta WHERE key = 'schema_version'").fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{self.path!r} has schema version {current}, newer than this stepstone knows "
+                    f"({SCHEMA_VERSION}); upgrade stepstone to open it"
+                )
+            for script in MIGRATIONS[current:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(
+                "INSERT INTO stepstone_meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (SCHEMA_VERSION,),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def liveness(self) -> Liveness | None:
+        if self.path == ":memory:":
+            return None
+        return FileLockLiveness(os.path.abspath(self.path) + "-owners")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- helpers (inside a transaction) -------------------------------------------------------
+    def _load(self, db: sqlite3.Connection, run_id: str) -> Run | None:
+        row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _row_to_run(row)
+
+    def _next_version(self, db: sqlite3.Connection) -> int:
+        row = db.execute(
+            "UPDATE stepstone_meta SET value = value + 1 WHERE key = 'runs_version' RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def _touch(self, db: sqlite3.Connection, run_id: str) -> None:
+        """Give the run a new change version (status, progress or creation changed)."""
+        db.execute("UPDATE runs SET version = ? WHERE id = ?", (self._next_version(db), run_id))
+
+    def _check_epoch(self, db: sqlite3.Connection, run_id: str, epoch: int | None) -> int:
+        """Return the run's last_seq, raising if the write is fenced off."""
+        row = db.execute("SELECT epoch, status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if epoch is None:
+            if row is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            return int(row[2])
+        if row is None or row[0] != epoch or row[1] != "running":
+            raise StaleLeaseError(f"run {run_id!r} is no longer held at epoch {epoch}")
+        return int(row[2])
+
+    def _append(self, db: sqlite3.Connection, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> list[Event]:
+        if not events:
+            return []
+        out = [Event(run_id, last_seq + 1 + i, e.type, e.data, e.at) for i, e in enumerate(events)]
+        db.executemany(
+            "INSERT INTO events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, e.seq, e.type, dumps(e.data), e.at) for e in out],
+        )
+        db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?", (out[-1].seq, out[-1].at, run_id))
+        return out
+
+    def _set_progress(self, db: sqlite3.Connection, run_id: str, progress: Progress | None) -> bool:
+        if progress is None:
+            return False
+        db.execute(
+            "UPDATE runs SET progress = ?, version = ? WHERE id = ?",
+            (_progress_json(progress), self._next_version(db), run_id),
+        )
+        return True
+
+    def _published(self, run_id: str, runs_changed: bool) -> None:
+        self._hub.publish(run_id)
+        if runs_changed:
+            self._hub.publish(RUNS_KEY)
+
+    # -- runs ----------------------------------------------------------------------------------
+    async def create_run(self, run: NewRun, event: NewEvent) -> tuple[Run, bool]:
+        with self._tx() as db:
+            if run.idempotency_key is not None:
+                row = db.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_name = ? AND idempotency_key = ?",
+                    (run.job_name, run.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return _row_to_run(row), False
+            db.execute(
+                "INSERT INTO runs (id, job_name, job_version, status, input, labels, idempotency_key, "
+                "concurrency_key, created_at, updated_at, version) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id,
+                    run.job_name,
+                    run.job_version,
+                    dumps(run.input),
+                    dumps(dict(run.labels)),
+                    run.idempotency_key,
+                    run.concurrency_key,
+                    run.created_at,
+                    run.created_at,
+                    self._next_version(db),
+                ),
+            )
+            if run.labels:
+                db.executemany(
+                    "INSERT INTO run_labels (run_id, key, value) VALUES (?, ?, ?)",
+                    [(run.id, k, v) for k, v in run.labels.items()],
+                )
+            self._append(db, run.id, -1, [event])
+            created = self._load(db, run.id)
+        assert created is not None
+        self._published(run.id, True)
+        return created, True
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return self._load(self._db, run_id)
+
+    async def list_runs(self, filter: RunFilter) -> tuple[list[Run], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        if filter.job_name is not None:
+            where.append("job_name = ?")
+            params.append(filter.job_name)
+        if filter.statuses is not None:
+            where.append(f"status IN ({', '.join('?' * len(filter.statuses))})")
+            params.extend(filter.statuses)
+        for key, value in (filter.labels or {}).items():
+            where.append("id IN (SELECT run_id FROM run_labels WHERE key = ? AND value = ?)")
+            params.extend((key, value))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        db = self._db
+        total = db.execute(f"SELECT COUNT(*) FROM runs {clause}", params).fetchone()[0]
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY pos DESC LIMIT ? OFFSET ?",
+            [*params, filter.limit, filter.offset],
+        ).fetchall()
+        return [_row_to_run(r) for r in rows], int(total)
+
+    async def claim_next(
+        self, owner: str, job_names: Collection[str], now: float, lease_until: float
+    ) -> Run | None:
+        names = list(job_names)
+        if not names:
+            return None
+        with self._tx() as db:
+            row = db.execute(
+                f"""SELECT r.id FROM runs r
+                WHERE r.status IN ('pending', 'running')
+                  AND r.job_name IN ({', '.join('?' * len(names))})
+                  AND (r.status = 'pending' OR r.lease_expires_at IS NULL OR r.lease_expires_at < ?)
+                  AND (r.concurrency_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM runs o WHERE o.concurrency_key = r.concurrency_key
+                          AND o.status IN ('pending', 'running') AND o.pos < r.pos))
+                ORDER BY r.pos LIMIT 1""",
+                [*names, now],
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE runs SET status = 'running', owner = ?, epoch = epoch + 1, lease_expires_at = ?, "
+                "started_at = COALESCE(started_at, ?), updated_at = ?, version = ? WHERE id = ?",
+                (owner, lease_until, now, now, self._next_version(db), row[0]),
+            )
+            claimed = self._load(db, row[0])
+        self._published(row[0], True)
+        return claimed
+
+    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND epoch = ? AND status = 'running'",
+                (lease_until, run_id, epoch),
+            )
+            return cur.rowcount == 1
+
+    async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ? "
+                "WHERE id = ? AND epoch = ? AND status = 'running'",
+                (now, run_id, epoch),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._touch(db, run_id)
+        self._published(run_id, True)
+        return True
+
+    async def expire_leases(self, owner: str, now: float) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running'", (now - 1, owner)
+            )
+            return cur.rowcount
+
+    async def lease_owners(self, now: float) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT owner FROM runs WHERE status = 'running' AND owner IS NOT NULL AND lease_expires_at >= ?",
+            (now,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    # -- events and steps ----------------------------------------------------------------------
+    async def append_events(
+        self,
+        run_id: str,
+        epoch: int | None,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> list[Event]:
+        with self._tx() as db:
+            last_seq = self._check_epoch(db, run_id, epoch)
+            changed = self._set_progress(db, run_id, progress)
+            out = self._append(db, run_id, last_seq, events)
+        self._published(run_id, changed)
+        return out
+
+    async def commit_step(
+        self,
+        run_id: str,
+        epoch: int,
+        step: StepRecord,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> list[Event]:
+        with self._tx() as db:
+            last_seq = self._check_epoch(db, run_id, epoch)
+            db.execute(
+                "INSERT OR REPLACE INTO steps (run_id, name, idx, status, output, error, started_at, completed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    step.name,
+                    step.index,
+                    step.status,
+                    dumps(step.output),
+                    step.error,
+                    step.started_at,
+                    step.completed_at,
+                ),
+            )
+            changed = self._set_progress(db, run_id, progress)
+            out = self._append(db, run_id, last_seq, events)
+        self._published(run_id, changed)
+        return out
+
+    async def finish_run(
+        self,
+        run_id: str,
+        epoch: int,
+        status: RunStatus,
+        output: Any,
+        error: str | None,
+        now: float,
+        expires_at: float | None,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> tuple[Run, list[Event]]:
+        with self._tx() as db:
+            last_seq = self._check_epoch(db, run_id, epoch)
+            self._set_progress(db, run_id, progress)
+            db.execute(
+                "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, expires_at = ?, "
+                "owner = NULL, lease_expires_at = NULL, version = ? WHERE id = ?",
+                (status, dumps(output), error, now, now, expires_at, self._next_version(db), run_id),
+            )
+            out = self._append(db, run_id, last_seq, events)
+            run = self._load(db, run_id)
+        assert run is not None
+        self._published(run_id, True)
+        return run, out
+
+    async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
+        with self._tx() as db:
+            run = self._load(db, run_id)
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            if run.is_terminal:
+                raise InvalidRunState(
+                    f"run {run_id!r} is already {run.status}; only pending or running runs can be cancelled"
+                )
+            db.execute(
+                "UPDATE runs SET status = 'cancelled', epoch = epoch + 1, owner = NULL, lease_expires_at = NULL, "
+                "finished_at = ?, updated_at = ?, version = ? WHERE id = ?",
+                (now, now, self._next_version(db), run_id),
+            )
+            out = self._append(db, run_id, run.last_seq, [event])
+            run = self._load(db, run_id)
+        assert run is not None
+        self._published(run_id, True)
+        return run, out
+
+    async def retry_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
+        with self._tx() as db:
+            run = self._load(db, run_id)
+            if run is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            if run.status not in ("failed", "cancelled"):
+                raise InvalidRunState(f"run {run_id!r} is {run.status}; only failed or cancelled runs can be retried")
+            db.execute(
+                "UPDATE runs SET status = 'pending', attempt = attempt + 1, epoch = epoch + 1, error = NULL, "
+                "output = NULL, finished_at = NULL, expires_at = NULL, updated_at = ?, version = ? WHERE id = ?",
+                (now, self._next_version(db), run_id),
+            )
+            out = self._append(db, run_id, run.last_seq, [event])
+            run = self._load(db, run_id)
+        assert run is not None
+        self._published(run_id, True)
+        return run, out
+
+    async def set_expiry(self, run_id: str, expires_at: float | None) -> None:
+        with self._tx() as db:
+            cur = db.execute("UPDATE runs SET expires_at = ? WHERE id = ?", (expires_at, run_id))
+            if cur.rowcount == 0:
+                raise RunNotFound(f"no run with id {run_id!r}")
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._db.execute(
+            "SELECT name, idx, status, output, error, started_at, completed_at FROM steps WHERE run_id = ? ORDER BY idx",
+            (run_id,),
+        ).fetchall()
+        return [StepRecord(run_id, r[0], r[1], r[2], loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    async def read_events(self, run_id: str, from_seq: int = 0, limit: int = 1000) -> list[Event]:
+        rows = self._db.execute(
+            "SELECT seq, type, data, at FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (run_id, max(from_seq, 0), limit),
+        ).fetchall()
+        return [Event(run_id, r[0], r[1], loads(r[2]), r[3]) for r in rows]
+
+    async def wait_events(self, run_id: str, after_seq: int, timeout: float) -> None:
+        row = self._db.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None or row[0] > after_seq:
+            return
+        await self._hub.wait(run_id, timeout)
+
+    async def run_changes(self, after_version: int, limit: int = 100) -> list[RunChange]:
+        db = self._db
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE version > ? ORDER BY version LIMIT ?", (after_version, limit)
+        ).fetchall()
+        changes = [RunChange(r[21], r[0], _row_to_run(r)) for r in rows]
+        tombs = db.execute(
+            "SELECT version, run_id FROM run_tombstones WHERE version > ? ORDER BY version LIMIT ?",
+            (after_version, limit),
+        ).fetchall()
+        changes.extend(RunChange(v, rid, None) for v, rid in tombs)
+        changes.sort(key=lambda c: c.version)
+        return changes[:limit]
+
+    async def wait_run_changes(self, after_version: int, timeout: float) -> None:
+        row = self._db.execute("SELECT value FROM stepstone_meta WHERE key = 'runs_version'").fetchone()
+        if row is not None and row[0] > after_version:
+            return
+        await self._hub.wait(RUNS_KEY, timeout)
+
+    # -- deletion ------------------------------------------------------------------------------
+    def _delete(self, db: sqlite3.Connection, run_ids: Sequence[str], now: float) -> None:
+        for run_id in run_ids:
+            db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM run_labels WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            db.execute(
+                "INSERT INTO run_tombstones (version, run_id, deleted_at) VALUES (?, ?, ?)",
+                (self._next_version(db), run_id, now),
+            )
+
+    async def delete_run(self, run_id: str) -> bool:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                return False
+            self._delete(db, [run_id], now())
+        self._published(run_id, True)
+        return True
+
+    async def sweep(self, now: float) -> int:
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM runs WHERE expires_at <= ?", (now,)).fetchall()]
+            self._delete(db, ids, now)
+            # Tombstones only serve list watchers catching up; a day is plenty.
+            db.execute("DELETE FROM run_tombstones WHERE deleted_at < ?", (now - 86400,))
+        for run_id in ids:
+            self._published(run_id, True)
+        return len(ids)

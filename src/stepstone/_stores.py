@@ -1,0 +1,44 @@
+"""Store URLs → store objects. Backends are imported only when their URL is used."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from ._errors import UnsupportedStoreURL
+from ._store import Store
+
+__all__ = ["open_store"]
+
+
+def open_store(url: str) -> Store:
+    """``memory:`` · ``sqlite:///relative.db`` · ``sqlite:////absolute.db`` (``?synchronous=full``)."""
+    scheme, _, rest = url.partition(":")
+    scheme = scheme.lower()
+    if scheme == "memory" and rest in ("", "//"):
+        from ._memory import MemoryStore
+
+        return MemoryStore()
+    if scheme == "sqlite":
+        if not rest.startswith("///"):
+            raise UnsupportedStoreURL(
+                f"bad sqlite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        parts = urlsplit(url)
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise UnsupportedStoreURL(f"bad sqlite URL {url!r}: no file path")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        from ._sqlite import SqliteStore
+
+        return SqliteStore(path, synchronous=query.get("synchronous", "normal"))
+    if scheme == "indexeddb":
+        name = rest[2:] if rest.startswith("//") else rest
+        if not name:
+            raise UnsupportedStoreURL(f"bad indexeddb URL {url!r}: use indexeddb://database-name")
+        from ._indexeddb import IndexedDBStore  # only importable inside Pyodide
+
+        return IndexedDBStore(name)
+    raise UnsupportedStoreURL(
+        f"unsupported store URL {url!r}; this stepstone knows memory:, sqlite:///path.db and "
+        "indexeddb://name (in Pyodide)"
+    )
