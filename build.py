@@ -46,8 +46,6 @@ def _stamp(name: str, *inputs: Path) -> tuple[Path, str]:
 
 def ensure_venv(extras: str) -> None:
     """Create .venv and install the project (editable) with ``extras`` when anything changed."""
-    if sys.version_info < (3, 11):
-        sys.exit(f"stepstone needs Python >= 3.11; this is {sys.version.split()[0]}")
     if not PY.exists():
         log(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
@@ -133,12 +131,18 @@ def cmd_serve(args: list[str]) -> int:
     build_site()
     (ROOT / "var").mkdir(exist_ok=True)
     cmd = [
-        str(BIN / "stepstone"), "serve",
-        "--store", "sqlite:///var/demo.db",
-        "--jobs", "stepstone.demo",
-        "--host", "127.0.0.1",
-        "--port", "8000",
-        "--site", str(SITE),
+        str(BIN / "stepstone"),
+        "serve",
+        "--store",
+        "sqlite:///var/demo.db",
+        "--jobs",
+        "stepstone.demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+        "--site",
+        str(SITE),
         *args,
     ]
     log(" ".join(cmd))

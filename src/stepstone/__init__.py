@@ -1,18 +1,18 @@
 """stepstone: durable, resumable jobs for Python, in a browser tab (Pyodide) and on a server.
 
-    import stepstone
+import stepstone
 
-    @stepstone.job("sync-users", version="1")
-    async def sync_users(step, payload):
-        users = await step.run("fetch-users", lambda: fetch_users(payload["org_id"]))
-        step.progress(1, 2, "fetched")
-        return {"synced": len(users)}
+@stepstone.job("sync-users", version="1")
+async def sync_users(step, payload):
+    users = await step.run("fetch-users", lambda: fetch_users(payload["org_id"]))
+    step.progress(1, 2, "fetched")
+    return {"synced": len(users)}
 
-    engine = stepstone.create_engine("sqlite:///jobs.db")
-    engine.register(sync_users)
-    async with engine:
-        run = await engine.trigger("sync-users", {"org_id": "o1"})
-        run = await engine.wait(run.id, timeout=30)
+engine = stepstone.create_engine("sqlite:///jobs.db")
+engine.register(sync_users)
+async with engine:
+    run = await engine.trigger("sync-users", {"org_id": "o1"})
+    run = await engine.wait(run.id, timeout=30)
 """
 
 from ._engine import Engine, JobHandle, Snapshot, create_engine
@@ -26,11 +26,14 @@ from ._errors import (
     JobNotFound,
     RunNotFound,
     SchemaError,
+    ServerError,
+    ServerUnavailable,
     StaleEpochError,
     StaleLeaseError,
     StepResultNotSerializable,
     StepstoneError,
     StoreError,
+    Unauthorized,
     UnsupportedStoreURL,
     WaitTimeout,
 )
@@ -79,6 +82,8 @@ __all__ = [
     "RunNotFound",
     "RunStatus",
     "SchemaError",
+    "ServerError",
+    "ServerUnavailable",
     "Snapshot",
     "StaleEpochError",
     "StaleLeaseError",
@@ -90,6 +95,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TriggerResult",
+    "Unauthorized",
     "UnsupportedStoreURL",
     "WaitTimeout",
     "__version__",

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._errors import DuplicateJob, EngineNotStarted, InvalidInput, JobNotFound, RunNotFound, WaitTimeout
 from ._jobs import Job, validate
-from ._models import RUN_STATUSES, Event, Run, RunList, RunStatus, StepRecord, TriggerResult
+from ._models import RUN_STATUSES, Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult
 from ._store import NewEvent, NewRun, RunFilter, Store
 from ._stores import open_store
 from ._util import dumps, loads, new_id, now
@@ -27,6 +27,8 @@ __all__ = ["Engine", "JobHandle", "Snapshot", "create_engine"]
 log = logging.getLogger("stepstone")
 
 EventCallback = Callable[[Event], Any]
+
+_DEFAULT_TIMING: dict[str, float] = {"polling_interval": 1.0, "heartbeat_interval": 5.0, "stale_threshold": 30.0}
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,7 @@ class JobHandle:
         labels: Mapping[str, str] | None = None,
     ) -> Run:
         """Trigger, then wait until the run finishes; returns the finished run (check ``status``)."""
-        run = await self.trigger(
-            input, idempotency_key=idempotency_key, concurrency_key=concurrency_key, labels=labels
-        )
+        run = await self.trigger(input, idempotency_key=idempotency_key, concurrency_key=concurrency_key, labels=labels)
         return await self.engine.wait(run.id, timeout=timeout)
 
     async def batch_trigger(self, items: Iterable[Any]) -> list[TriggerResult]:
@@ -93,8 +93,12 @@ class JobHandle:
         return run if run is not None and run.job_name == self.name else None
 
     async def get_runs(
-        self, *, status: RunStatus | Iterable[RunStatus] | None = None, labels: Mapping[str, str] | None = None,
-        limit: int = 50, offset: int = 0,
+        self,
+        *,
+        status: RunStatus | Iterable[RunStatus] | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> RunList:
         return await self.engine.get_runs(job_name=self.name, status=status, labels=labels, limit=limit, offset=offset)
 
@@ -106,9 +110,9 @@ class Engine:
         self,
         store: Store,
         *,
-        polling_interval: float = 1.0,
-        heartbeat_interval: float = 5.0,
-        stale_threshold: float = 30.0,
+        polling_interval: float | None = None,
+        heartbeat_interval: float | None = None,
+        stale_threshold: float | None = None,
         concurrency: int = 4,
         retention: float | None = None,
         sweep_interval: float | None = None,
@@ -117,6 +121,12 @@ class Engine:
         owner: str | None = None,
         owns_store: bool = False,
     ) -> None:
+        # A store may suggest its own timing (the browser wants a closed tab's runs back within a
+        # second); explicit options always win.
+        defaults = {**_DEFAULT_TIMING, **getattr(store, "engine_defaults", {})}
+        polling_interval = defaults["polling_interval"] if polling_interval is None else polling_interval
+        heartbeat_interval = defaults["heartbeat_interval"] if heartbeat_interval is None else heartbeat_interval
+        stale_threshold = defaults["stale_threshold"] if stale_threshold is None else stale_threshold
         for name, value in (
             ("polling_interval", polling_interval),
             ("heartbeat_interval", heartbeat_interval),
@@ -376,6 +386,41 @@ class Engine:
             if not batch:
                 await self.store.wait_events(run_id, next_seq - 1, self.polling_interval)
 
+    async def subscribe_runs(
+        self, from_version: int | None = None, job_name: str | None = None
+    ) -> AsyncIterator[RunChange]:
+        """Tail run-level changes (created, status, progress, deleted) across all runs, forever.
+
+        Each change has a store-wide increasing ``version``; pass the last one seen as
+        ``from_version`` to resume with no gap. ``None`` starts with the changes after now. A run
+        changed several times while you were away shows up once, with its latest state.
+        """
+        self._require_started()
+        version = from_version
+        if version is None:
+            version = 0
+            while True:  # skip to the current end of the feed
+                batch = await self.store.run_changes(version, 1000)
+                if not batch:
+                    break
+                version = batch[-1].version
+        while True:
+            batch = await self.store.run_changes(version, 500)
+            for change in batch:
+                version = change.version
+                if (
+                    job_name is None
+                    or (change.run is not None and change.run.job_name == job_name)
+                    or (change.run is None)
+                ):
+                    yield change
+            if not batch:
+                await self.store.wait_run_changes(version, self.polling_interval)
+
+    def jobs(self) -> list[Job]:
+        """The registered job definitions."""
+        return list(self._jobs.values())
+
     async def snapshot(self, run_id: str) -> Snapshot:
         """The run and every value a streaming job has yielded so far."""
         run = await self._existing(run_id)
@@ -441,4 +486,3 @@ def create_engine(store: Store | str, **options: Any) -> Engine:
     if isinstance(store, str):
         return Engine(open_store(store), owns_store=True, **options)
     return Engine(store, **options)
-

@@ -83,7 +83,9 @@ class Execution:
         try:
             return loads(dumps(value))
         except (TypeError, ValueError) as exc:
-            raise InvalidOutput(f"job {self.job.name!r} returned a {type(value).__name__}, which is not JSON-serialisable: {exc}") from exc
+            raise InvalidOutput(
+                f"job {self.job.name!r} returned a {type(value).__name__}, which is not JSON-serialisable: {exc}"
+            ) from exc
 
     async def _finish(self, status: Any, output: Any, error: str | None, event: NewEvent) -> None:
         retention = self.job.retention if self.job.retention is not None else self.engine.retention

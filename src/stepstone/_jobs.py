@@ -24,7 +24,14 @@ JobFunction = Callable[["Step", Any], Awaitable[Any]] | Callable[["Step", Any], 
 Validator = Any
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SIMPLE = {str: str, int: int, float: (int, float), bool: bool, list: list, dict: dict}
+_SIMPLE: dict[Any, type | tuple[type, ...]] = {
+    str: str,
+    int: int,
+    float: (int, float),
+    bool: bool,
+    list: list,
+    dict: dict,
+}
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,8 @@ def job(
 ) -> Callable[[JobFunction], Job]:
     """Decorator form of :func:`define_job`::
 
-        @stepstone.job("sync-users", version="1")
-        async def sync_users(step, payload): ...
+    @stepstone.job("sync-users", version="1")
+    async def sync_users(step, payload): ...
     """
     _check_name(name)
 
@@ -129,6 +136,8 @@ def _validate_dataclass(cls: type, value: Any) -> Any:
 def validate(validator: Validator, value: Any) -> Any:
     """Apply a validator; return the value the job receives. Raises whatever the validator raises."""
     if validator is None:
+        return value
+    if isinstance(validator, type) and isinstance(value, validator):  # already validated
         return value
     model_validate = getattr(validator, "model_validate", None)
     if model_validate is not None:

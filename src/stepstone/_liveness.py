@@ -8,6 +8,7 @@ Imports ``fcntl`` lazily: it does not exist in Pyodide or on Windows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import IO, Protocol
@@ -50,10 +51,8 @@ class FileLockLiveness:
     async def release(self, owner: str) -> None:
         fh = self._held.pop(owner, None)
         if fh is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(owner))
-            except FileNotFoundError:
-                pass
             fh.close()
 
     async def is_dead(self, owner: str) -> bool:
@@ -73,8 +72,6 @@ class FileLockLiveness:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
             return True

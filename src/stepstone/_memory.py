@@ -120,9 +120,7 @@ class MemoryStore:
         matching = sorted((r for r in self._runs.values() if keep(r)), key=lambda r: -self._pos[r.id])
         return matching[filter.offset : filter.offset + filter.limit], len(matching)
 
-    async def claim_next(
-        self, owner: str, job_names: Collection[str], now: float, lease_until: float
-    ) -> Run | None:
+    async def claim_next(self, owner: str, job_names: Collection[str], now: float, lease_until: float) -> Run | None:
         seen_keys: set[str] = set()
         for run_id in sorted(self._active, key=self._pos.__getitem__):
             run = self._runs[run_id]
@@ -232,9 +230,17 @@ class MemoryStore:
     async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
         run = self._get(run_id)
         if run.is_terminal:
-            raise InvalidRunState(f"run {run_id!r} is already {run.status}; only pending or running runs can be cancelled")
+            raise InvalidRunState(
+                f"run {run_id!r} is already {run.status}; only pending or running runs can be cancelled"
+            )
         run = replace(
-            run, status="cancelled", epoch=run.epoch + 1, owner=None, lease_expires_at=None, finished_at=now, updated_at=now
+            run,
+            status="cancelled",
+            epoch=run.epoch + 1,
+            owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
         )
         return self._append(self._bump(run), [event])
 

@@ -328,9 +328,7 @@ class SqliteStore:
         ).fetchall()
         return [_row_to_run(r) for r in rows], int(total)
 
-    async def claim_next(
-        self, owner: str, job_names: Collection[str], now: float, lease_until: float
-    ) -> Run | None:
+    async def claim_next(self, owner: str, job_names: Collection[str], now: float, lease_until: float) -> Run | None:
         names = list(job_names)
         if not names:
             return None
@@ -338,7 +336,7 @@ class SqliteStore:
             row = db.execute(
                 f"""SELECT r.id FROM runs r
                 WHERE r.status IN ('pending', 'running')
-                  AND r.job_name IN ({', '.join('?' * len(names))})
+                  AND r.job_name IN ({", ".join("?" * len(names))})
                   AND (r.status = 'pending' OR r.lease_expires_at IS NULL OR r.lease_expires_at < ?)
                   AND (r.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM runs o WHERE o.concurrency_key = r.concurrency_key
@@ -508,7 +506,8 @@ class SqliteStore:
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         rows = self._db.execute(
-            "SELECT name, idx, status, output, error, started_at, completed_at FROM steps WHERE run_id = ? ORDER BY idx",
+            "SELECT name, idx, status, output, error, started_at, completed_at FROM steps "
+            "WHERE run_id = ? ORDER BY idx",
             (run_id,),
         ).fetchall()
         return [StepRecord(run_id, r[0], r[1], r[2], loads(r[3]), r[4], r[5], r[6]) for r in rows]

@@ -43,7 +43,12 @@ class StepLogger:
     def _write(self, level: str, message: str, data: dict[str, Any]) -> None:
         self._ex.emit(
             "log:write",
-            {"level": level, "message": str(message), "data": jsonable(data) if data else None, "step": self._ex.current_step},
+            {
+                "level": level,
+                "message": str(message),
+                "data": jsonable(data) if data else None,
+                "step": self._ex.current_step,
+            },
         )
 
     def info(self, message: str, **data: Any) -> None:
@@ -120,7 +125,9 @@ class Step:
             raise err from exc
         done = now()
         record = StepRecord(ex.run.id, name, index, "completed", value, None, started, done)
-        event = NewEvent("step:complete", {"name": name, "index": index, "durationMs": round((done - started) * 1000, 3)}, done)
+        event = NewEvent(
+            "step:complete", {"name": name, "index": index, "durationMs": round((done - started) * 1000, 3)}, done
+        )
         await ex.writer.commit_step(record, event)
         return value
 

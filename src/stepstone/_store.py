@@ -74,9 +74,7 @@ class Store(Protocol):
     async def list_runs(self, filter: RunFilter) -> tuple[list[Run], int]:
         """Runs matching ``filter``, newest first, and the total number matching."""
 
-    async def claim_next(
-        self, owner: str, job_names: Collection[str], now: float, lease_until: float
-    ) -> Run | None:
+    async def claim_next(self, owner: str, job_names: Collection[str], now: float, lease_until: float) -> Run | None:
         """Atomically take the oldest runnable run of one of ``job_names``, or return None.
 
         Runnable: ``pending``, or ``running`` with ``lease_expires_at < now``. Of the active runs

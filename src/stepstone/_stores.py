@@ -35,9 +35,10 @@ def open_store(url: str) -> Store:
         name = rest[2:] if rest.startswith("//") else rest
         if not name:
             raise UnsupportedStoreURL(f"bad indexeddb URL {url!r}: use indexeddb://database-name")
-        from ._indexeddb import IndexedDBStore  # only importable inside Pyodide
+        from ._indexeddb import IndexedDBStore  # type: ignore[import-not-found,unused-ignore]  # Pyodide only
 
-        return IndexedDBStore(name)
+        store: Store = IndexedDBStore(name)
+        return store
     raise UnsupportedStoreURL(
         f"unsupported store URL {url!r}; this stepstone knows memory:, sqlite:///path.db and "
         "indexeddb://name (in Pyodide)"

@@ -68,7 +68,7 @@ class RunWriter:
     async def _background_flush(self) -> None:
         try:
             await self.flush()
-        except BaseException as exc:  # noqa: BLE001 - reported to the execution, which stops
+        except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 self._on_fenced(exc)
 

@@ -1,0 +1,39 @@
+"""Every store passes the same contract (cases.py). Add a store: add it to STORES."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepstone import MemoryStore
+from stepstone._sqlite import SqliteStore
+
+from .cases import CASES
+
+
+def _memory(tmp_path: Path) -> Any:
+    return MemoryStore()
+
+
+def _sqlite(tmp_path: Path) -> Any:
+    return SqliteStore(str(tmp_path / "contract.db"))
+
+
+STORES: dict[str, Callable[[Path], Any]] = {"memory": _memory, "sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    s = STORES[request.param](tmp_path)
+    await s.init()
+    yield s
+    await s.close()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_store_contract(store: Any, name: str) -> None:
+    case: Callable[[Any], Awaitable[None]] = CASES[name]
+    await case(store)
