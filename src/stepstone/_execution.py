@@ -53,7 +53,7 @@ class Execution:
 
     async def execute(self) -> None:
         run, job = self.run, self.job
-        self.emit("run:start", {"attempt": run.attempt, "jobVersion": job.version})
+        self.emit("run:start", {"attempt": run.attempt, "jobVersion": job.version, "owner": self.engine.owner})
         try:
             try:
                 payload = validate(job.input, run.input)
