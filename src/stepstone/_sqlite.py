@@ -8,13 +8,14 @@ Owner liveness uses OS file locks beside the database (see :mod:`stepstone._live
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from ._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StoreError
+from ._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StepstoneError, StoreError
 from ._liveness import FileLockLiveness, Liveness
 from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
 from ._notify import RUNS_KEY, Hub
@@ -24,6 +25,16 @@ from ._util import dumps, loads, now
 __all__ = ["SqliteStore"]
 
 _HUBS: dict[str, Hub] = {}
+T = TypeVar("T")
+
+
+class _Refused(Exception):
+    """Carries a StepstoneError out of a single-op transaction so it is rolled back, then re-raised."""
+
+    def __init__(self, error: StepstoneError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 _SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -141,6 +152,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         key = os.path.abspath(path) if path != ":memory:" else f":memory:{id(self)}"
         self._hub = _HUBS.setdefault(key, Hub())
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], tuple[str, ...]]] = []
 
     # -- connection ----------------------------------------------------------------------------
     @property
@@ -207,6 +219,7 @@ class SqliteStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One immediate write transaction, run synchronously (nothing else runs in between)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -215,6 +228,76 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    # -- group commit ----------------------------------------------------------------------------
+    async def _write(self, op: Callable[[sqlite3.Connection], T], *keys: str) -> T:
+        """Run ``op`` in the next write transaction, shared with every write queued in the same
+        event-loop tick (group commit: several executions' step commits cost one COMMIT). Each op
+        runs inside its own savepoint, so one fenced-off write fails alone. ``keys`` are published
+        once the transaction has committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.append((op, fut, keys))
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        live = [item for item in batch if not item[1].cancelled()]
+        if not live:
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if len(live) == 1:
+                    outcomes.append(self._attempt(db, live[0][0], savepoint=False))
+                else:
+                    outcomes.extend(self._attempt(db, op, savepoint=True) for op, _, _ in live)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except _Refused as refused:  # the only write of this transaction was refused: rolled back
+            if not live[0][1].done():
+                live[0][1].set_exception(refused.error)
+            return
+        except Exception as exc:  # the transaction itself failed: every write in it failed
+            error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite write to {self.path!r} failed: {exc}")
+            for _, fut, _ in live:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        published: set[str] = set()
+        for (_, fut, keys), (ok, value) in zip(live, outcomes, strict=True):
+            if ok:
+                published.update(keys)
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+        for key in published:
+            self._hub.publish(key)
+
+    @staticmethod
+    def _attempt(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any], savepoint: bool) -> tuple[bool, Any]:
+        if savepoint:
+            db.execute("SAVEPOINT op")
+        try:
+            result = op(db)
+        except StepstoneError as exc:
+            if not savepoint:
+                raise _Refused(exc) from exc
+            db.execute("ROLLBACK TO op")
+            db.execute("RELEASE op")
+            return False, exc
+        if savepoint:
+            db.execute("RELEASE op")
+        return True, result
 
     # -- helpers (inside a transaction) -------------------------------------------------------
     def _load(self, db: sqlite3.Connection, run_id: str) -> Run | None:
@@ -231,45 +314,47 @@ class SqliteStore:
         """Give the run a new change version (status, progress or creation changed)."""
         db.execute("UPDATE runs SET version = ? WHERE id = ?", (self._next_version(db), run_id))
 
-    def _check_epoch(self, db: sqlite3.Connection, run_id: str, epoch: int | None) -> int:
-        """Return the run's last_seq, raising if the write is fenced off."""
-        row = db.execute("SELECT epoch, status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if epoch is None:
-            if row is None:
+    def _append(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        epoch: int | None,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+    ) -> list[Event]:
+        """Fence (unless ``epoch`` is None), move ``last_seq`` on and insert ``events``: the fence
+        check and the seq allocation are one UPDATE … RETURNING."""
+        n = len(events)
+        params: list[Any] = [n, events[-1].at if events else None]
+        sets = "last_seq = last_seq + ?, updated_at = COALESCE(?, updated_at)"
+        if progress is not None:
+            sets += ", progress = ?, version = ?"
+            params += [_progress_json(progress), self._next_version(db)]
+        where = "id = ?"
+        params.append(run_id)
+        if epoch is not None:
+            where += " AND epoch = ? AND status = 'running'"
+            params.append(epoch)
+        row = db.execute(f"UPDATE runs SET {sets} WHERE {where} RETURNING last_seq", params).fetchone()
+        if row is None:
+            if epoch is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
-            return int(row[2])
-        if row is None or row[0] != epoch or row[1] != "running":
             raise StaleLeaseError(f"run {run_id!r} is no longer held at epoch {epoch}")
-        return int(row[2])
-
-    def _append(self, db: sqlite3.Connection, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> list[Event]:
-        if not events:
-            return []
-        out = [Event(run_id, last_seq + 1 + i, e.type, e.data, e.at) for i, e in enumerate(events)]
-        db.executemany(
-            "INSERT INTO events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
-            [(run_id, e.seq, e.type, dumps(e.data), e.at) for e in out],
-        )
-        db.execute("UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?", (out[-1].seq, out[-1].at, run_id))
+        first = int(row[0]) - n + 1
+        out = [Event(run_id, first + i, e.type, e.data, e.at) for i, e in enumerate(events)]
+        if out:
+            db.executemany(
+                "INSERT INTO events (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, e.seq, e.type, dumps(e.data), e.at) for e in out],
+            )
         return out
 
-    def _set_progress(self, db: sqlite3.Connection, run_id: str, progress: Progress | None) -> bool:
-        if progress is None:
-            return False
-        db.execute(
-            "UPDATE runs SET progress = ?, version = ? WHERE id = ?",
-            (_progress_json(progress), self._next_version(db), run_id),
-        )
-        return True
-
-    def _published(self, run_id: str, runs_changed: bool) -> None:
-        self._hub.publish(run_id)
-        if runs_changed:
-            self._hub.publish(RUNS_KEY)
+    def _keys(self, run_id: str, runs_changed: bool) -> tuple[str, ...]:
+        return (run_id, RUNS_KEY) if runs_changed else (run_id,)
 
     # -- runs ----------------------------------------------------------------------------------
     async def create_run(self, run: NewRun, event: NewEvent) -> tuple[Run, bool]:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> tuple[Run, bool]:
             if run.idempotency_key is not None:
                 row = db.execute(
                     f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_name = ? AND idempotency_key = ?",
@@ -298,11 +383,12 @@ class SqliteStore:
                     "INSERT INTO run_labels (run_id, key, value) VALUES (?, ?, ?)",
                     [(run.id, k, v) for k, v in run.labels.items()],
                 )
-            self._append(db, run.id, -1, [event])
+            self._append(db, run.id, None, [event])
             created = self._load(db, run.id)
-        assert created is not None
-        self._published(run.id, True)
-        return created, True
+            assert created is not None
+            return created, True
+
+        return await self._write(op, run.id, RUNS_KEY)
 
     async def get_run(self, run_id: str) -> Run | None:
         return self._load(self._db, run_id)
@@ -332,7 +418,8 @@ class SqliteStore:
         names = list(job_names)
         if not names:
             return None
-        with self._tx() as db:
+
+        def op(db: sqlite3.Connection) -> Run | None:
             row = db.execute(
                 f"""SELECT r.id FROM runs r
                 WHERE r.status IN ('pending', 'running')
@@ -351,20 +438,26 @@ class SqliteStore:
                 "started_at = COALESCE(started_at, ?), updated_at = ?, version = ? WHERE id = ?",
                 (owner, lease_until, now, now, self._next_version(db), row[0]),
             )
-            claimed = self._load(db, row[0])
-        self._published(row[0], True)
+            return self._load(db, row[0])
+
+        claimed = await self._write(op)
+        if claimed is not None:
+            for key in self._keys(claimed.id, True):
+                self._hub.publish(key)
         return claimed
 
     async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND epoch = ? AND status = 'running'",
                 (lease_until, run_id, epoch),
             )
             return cur.rowcount == 1
 
+        return await self._write(op)
+
     async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ? "
                 "WHERE id = ? AND epoch = ? AND status = 'running'",
@@ -373,15 +466,18 @@ class SqliteStore:
             if cur.rowcount != 1:
                 return False
             self._touch(db, run_id)
-        self._published(run_id, True)
-        return True
+            return True
+
+        return await self._write(op, run_id, RUNS_KEY)
 
     async def expire_leases(self, owner: str, now: float) -> int:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> int:
             cur = db.execute(
                 "UPDATE runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running'", (now - 1, owner)
             )
             return cur.rowcount
+
+        return await self._write(op)
 
     async def lease_owners(self, now: float) -> set[str]:
         rows = self._db.execute(
@@ -398,12 +494,9 @@ class SqliteStore:
         events: Sequence[NewEvent],
         progress: Progress | None = None,
     ) -> list[Event]:
-        with self._tx() as db:
-            last_seq = self._check_epoch(db, run_id, epoch)
-            changed = self._set_progress(db, run_id, progress)
-            out = self._append(db, run_id, last_seq, events)
-        self._published(run_id, changed)
-        return out
+        return await self._write(
+            lambda db: self._append(db, run_id, epoch, events, progress), *self._keys(run_id, progress is not None)
+        )
 
     async def commit_step(
         self,
@@ -413,8 +506,8 @@ class SqliteStore:
         events: Sequence[NewEvent],
         progress: Progress | None = None,
     ) -> list[Event]:
-        with self._tx() as db:
-            last_seq = self._check_epoch(db, run_id, epoch)
+        def op(db: sqlite3.Connection) -> list[Event]:
+            out = self._append(db, run_id, epoch, events, progress)
             db.execute(
                 "INSERT OR REPLACE INTO steps (run_id, name, idx, status, output, error, started_at, completed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -429,10 +522,9 @@ class SqliteStore:
                     step.completed_at,
                 ),
             )
-            changed = self._set_progress(db, run_id, progress)
-            out = self._append(db, run_id, last_seq, events)
-        self._published(run_id, changed)
-        return out
+            return out
+
+        return await self._write(op, *self._keys(run_id, progress is not None))
 
     async def finish_run(
         self,
@@ -446,22 +538,21 @@ class SqliteStore:
         events: Sequence[NewEvent],
         progress: Progress | None = None,
     ) -> tuple[Run, list[Event]]:
-        with self._tx() as db:
-            last_seq = self._check_epoch(db, run_id, epoch)
-            self._set_progress(db, run_id, progress)
+        def op(db: sqlite3.Connection) -> tuple[Run, list[Event]]:
+            out = self._append(db, run_id, epoch, events, progress)
             db.execute(
                 "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, expires_at = ?, "
                 "owner = NULL, lease_expires_at = NULL, version = ? WHERE id = ?",
                 (status, dumps(output), error, now, now, expires_at, self._next_version(db), run_id),
             )
-            out = self._append(db, run_id, last_seq, events)
             run = self._load(db, run_id)
-        assert run is not None
-        self._published(run_id, True)
-        return run, out
+            assert run is not None
+            return run, out
+
+        return await self._write(op, run_id, RUNS_KEY)
 
     async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> tuple[Run, list[Event]]:
             run = self._load(db, run_id)
             if run is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
@@ -474,14 +565,15 @@ class SqliteStore:
                 "finished_at = ?, updated_at = ?, version = ? WHERE id = ?",
                 (now, now, self._next_version(db), run_id),
             )
-            out = self._append(db, run_id, run.last_seq, [event])
+            out = self._append(db, run_id, None, [event])
             run = self._load(db, run_id)
-        assert run is not None
-        self._published(run_id, True)
-        return run, out
+            assert run is not None
+            return run, out
+
+        return await self._write(op, run_id, RUNS_KEY)
 
     async def retry_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> tuple[Run, list[Event]]:
             run = self._load(db, run_id)
             if run is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
@@ -492,17 +584,20 @@ class SqliteStore:
                 "output = NULL, finished_at = NULL, expires_at = NULL, updated_at = ?, version = ? WHERE id = ?",
                 (now, self._next_version(db), run_id),
             )
-            out = self._append(db, run_id, run.last_seq, [event])
+            out = self._append(db, run_id, None, [event])
             run = self._load(db, run_id)
-        assert run is not None
-        self._published(run_id, True)
-        return run, out
+            assert run is not None
+            return run, out
+
+        return await self._write(op, run_id, RUNS_KEY)
 
     async def set_expiry(self, run_id: str, expires_at: float | None) -> None:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> None:
             cur = db.execute("UPDATE runs SET expires_at = ? WHERE id = ?", (expires_at, run_id))
             if cur.rowcount == 0:
                 raise RunNotFound(f"no run with id {run_id!r}")
+
+        await self._write(op)
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         rows = self._db.execute(
@@ -558,19 +653,23 @@ class SqliteStore:
             )
 
     async def delete_run(self, run_id: str) -> bool:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
                 return False
             self._delete(db, [run_id], now())
-        self._published(run_id, True)
-        return True
+            return True
+
+        return await self._write(op, run_id, RUNS_KEY)
 
     async def sweep(self, now: float) -> int:
-        with self._tx() as db:
+        def op(db: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in db.execute("SELECT id FROM runs WHERE expires_at <= ?", (now,)).fetchall()]
             self._delete(db, ids, now)
             # Tombstones only serve list watchers catching up; a day is plenty.
             db.execute("DELETE FROM run_tombstones WHERE deleted_at < ?", (now - 86400,))
+            return ids
+
+        ids = await self._write(op, RUNS_KEY)
         for run_id in ids:
-            self._published(run_id, True)
+            self._hub.publish(run_id)
         return len(ids)
