@@ -152,7 +152,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         key = os.path.abspath(path) if path != ":memory:" else f":memory:{id(self)}"
         self._hub = _HUBS.setdefault(key, Hub())
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], tuple[str, ...]]] = []
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], tuple[str, ...], bool]] = []
 
     # -- connection ----------------------------------------------------------------------------
     @property
@@ -230,14 +230,16 @@ class SqliteStore:
         db.execute("COMMIT")
 
     # -- group commit ----------------------------------------------------------------------------
-    async def _write(self, op: Callable[[sqlite3.Connection], T], *keys: str) -> T:
+    async def _write(self, op: Callable[[sqlite3.Connection], T], *keys: str, sync: bool = True) -> T:
         """Run ``op`` in the next write transaction, shared with every write queued in the same
         event-loop tick (group commit: several executions' step commits cost one COMMIT). Each op
         runs inside its own savepoint, so one fenced-off write fails alone. ``keys`` are published
-        once the transaction has committed."""
+        once the transaction has committed. ``sync=False`` marks a write whose loss on power failure
+        is harmless (a claim or a lease renewal: the run is simply claimed again); a transaction of
+        only such writes skips the fsync even with ``synchronous=full``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.append((op, fut, keys))
+        self._queue.append((op, fut, keys, sync))
         if len(self._queue) == 1:
             loop.call_soon(self._flush)
         return await fut
@@ -247,41 +249,51 @@ class SqliteStore:
         live = [item for item in batch if not item[1].cancelled()]
         if not live:
             return
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if len(live) == 1:
-                    outcomes.append(self._attempt(db, live[0][0], savepoint=False))
-                else:
-                    outcomes.extend(self._attempt(db, op, savepoint=True) for op, _, _ in live)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            outcomes = self._commit([item[0] for item in live], relaxed=not any(item[3] for item in live))
         except _Refused as refused:  # the only write of this transaction was refused: rolled back
             if not live[0][1].done():
                 live[0][1].set_exception(refused.error)
             return
         except Exception as exc:  # the transaction itself failed: every write in it failed
             error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite write to {self.path!r} failed: {exc}")
-            for _, fut, _ in live:
+            for _, fut, _, _ in live:
                 if not fut.done():
                     fut.set_exception(error)
             return
         published: set[str] = set()
-        for (_, fut, keys), (ok, value) in zip(live, outcomes, strict=True):
+        for (_, fut, keys, _), (ok, value) in zip(live, outcomes, strict=True):
             if ok:
                 published.update(keys)
-            if fut.done():
-                continue
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+            if not fut.done():
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
         for key in published:
             self._hub.publish(key)
+
+    def _commit(self, ops: list[Callable[[sqlite3.Connection], Any]], relaxed: bool) -> list[tuple[bool, Any]]:
+        """One transaction for ``ops``; each op in a savepoint unless it is alone."""
+        db = self._db
+        relaxed = relaxed and self.synchronous in ("full", "extra")
+        if relaxed:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if len(ops) == 1:
+                    outcomes = [self._attempt(db, ops[0], savepoint=False)]
+                else:
+                    outcomes = [self._attempt(db, op, savepoint=True) for op in ops]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return outcomes
+        finally:
+            if relaxed:
+                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
 
     @staticmethod
     def _attempt(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any], savepoint: bool) -> tuple[bool, Any]:
@@ -440,7 +452,7 @@ class SqliteStore:
             )
             return self._load(db, row[0])
 
-        claimed = await self._write(op)
+        claimed = await self._write(op, sync=False)
         if claimed is not None:
             for key in self._keys(claimed.id, True):
                 self._hub.publish(key)
@@ -454,7 +466,7 @@ class SqliteStore:
             )
             return cur.rowcount == 1
 
-        return await self._write(op)
+        return await self._write(op, sync=False)
 
     async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
         def op(db: sqlite3.Connection) -> bool:
@@ -468,7 +480,7 @@ class SqliteStore:
             self._touch(db, run_id)
             return True
 
-        return await self._write(op, run_id, RUNS_KEY)
+        return await self._write(op, run_id, RUNS_KEY, sync=False)
 
     async def expire_leases(self, owner: str, now: float) -> int:
         def op(db: sqlite3.Connection) -> int:
@@ -477,7 +489,7 @@ class SqliteStore:
             )
             return cur.rowcount
 
-        return await self._write(op)
+        return await self._write(op, sync=False)
 
     async def lease_owners(self, now: float) -> set[str]:
         rows = self._db.execute(
