@@ -397,3 +397,27 @@ def test_bad_options_are_rejected() -> None:
         stepstone.create_engine("mysql://x")
     with pytest.raises(stepstone.UnsupportedStoreURL):
         stepstone.create_engine("sqlite://relative.db")
+
+
+async def test_heartbeats_keep_a_long_step_owned(tmp_path: Any) -> None:
+    """A step longer than the lease is not stolen while its worker heartbeats."""
+    url = f"sqlite:///{tmp_path}/hb.db"
+    calls: list[str] = []
+
+    @stepstone.job("long-step")
+    async def long_step(step: stepstone.Step, payload: Any) -> None:
+        async def body() -> None:
+            calls.append("body")
+            await asyncio.sleep(1.0)
+
+        await step.run("long", body)
+
+    fast = {"polling_interval": 0.05, "heartbeat_interval": 0.05, "stale_threshold": 0.3}
+    one = stepstone.create_engine(url, **fast)
+    two = stepstone.create_engine(url, **fast)
+    one.register(long_step)
+    two.register(long_step)
+    async with one, two:
+        run = await one.trigger("long-step")
+        done = await one.wait(run.id, timeout=5)
+    assert done.status == "completed" and calls == ["body"]
