@@ -161,6 +161,11 @@ class Engine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
+    def started(self) -> bool:
+        """True between ``init()`` and ``stop()``."""
+        return self._started
+
+    @property
     def job_names(self) -> frozenset[str]:
         return frozenset(self._jobs)
 

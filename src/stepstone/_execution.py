@@ -28,6 +28,12 @@ log = logging.getLogger("stepstone")
 #: A streaming job writing faster than the linger flushes inline past this many buffered events.
 _STREAM_FLUSH_AT = 256
 
+#: Events the job's own code emits outside any step body. A resumed execution runs the job from the
+#: top again, so the first N of each type it emits there were already written by earlier executions
+#: (matched by position, as recorded steps are matched by name) and are not written twice. Events
+#: from inside a step body are always new: a recorded step's body does not run again.
+_REPLAYED = ("log:write", "run:progress", "stream")
+
 
 class Execution:
     def __init__(self, engine: Engine, run: Run, job: Job) -> None:
@@ -38,10 +44,31 @@ class Execution:
         self.cached_steps: dict[str, StepRecord] = {}
         self.current_step: str | None = None
         self.task: asyncio.Task[None] | None = None
+        self.earlier: dict[str, int] = {}
+        self.emitted: dict[str, int] = {}
         self.writer = RunWriter(engine.store, run.id, run.epoch, engine._dispatch, self._lost, engine.event_linger)
 
     def emit(self, type: str, data: dict[str, Any], progress: Any = None) -> None:
+        if type in self.earlier and self.current_step is None:
+            count = self.emitted.get(type, 0)
+            self.emitted[type] = count + 1
+            if count < self.earlier[type]:
+                return  # written by an earlier execution of this run
         self.writer.emit(type, data, progress)
+
+    async def _count_earlier(self) -> None:
+        """How many events of each replayed type earlier executions wrote (none for a fresh run)."""
+        counts = dict.fromkeys(_REPLAYED, 0)
+        seq = 1  # seq 0 is run:trigger; a fresh run has nothing more
+        while seq <= self.run.last_seq:
+            batch = await self.engine.store.read_events(self.run.id, seq, 1000)
+            for event in batch:
+                if event.type in counts and event.data.get("step") is None:
+                    counts[event.type] += 1
+            if len(batch) < 1000:
+                break
+            seq = batch[-1].seq + 1
+        self.earlier = counts
 
     def _lost(self, exc: BaseException) -> None:
         """A background write failed: the run is no longer ours (or the store broke). Stop."""
@@ -60,6 +87,7 @@ class Execution:
             except Exception as exc:
                 raise InvalidInput(f"input rejected by job {job.name!r}: {exc}") from exc
             self.cached_steps = {s.name: s for s in await self.engine.store.get_steps(run.id)}
+            await self._count_earlier()
             step = Step(self)
             if job.streaming:
                 output = await self._stream(step, payload)
@@ -96,21 +124,12 @@ class Execution:
             self.writer.close()
 
     async def _stream(self, step: Step, payload: Any) -> Any:
-        """Each yielded value becomes a ``stream`` event. On resume the generator runs again from
-        the top; the values already in the log (counted by position) are not written twice."""
-        already = 0
-        seq = 0
-        while True:
-            batch = await self.engine.store.read_events(self.run.id, seq, 1000)
-            already += sum(1 for e in batch if e.type == "stream")
-            if len(batch) < 1000:
-                break
-            seq = batch[-1].seq + 1
+        """Each yielded value becomes a ``stream`` event (deduplicated on resume by ``emit``)."""
         index = 0
         gen = self.job.run(step, payload)
         try:
             async for value in gen:  # type: ignore[union-attr]
-                if index >= already:
+                if index >= self.earlier.get("stream", 0):
                     try:
                         item = loads(dumps(value))
                     except (TypeError, ValueError) as exc:
@@ -118,9 +137,11 @@ class Execution:
                             f"stream item {index} of job {self.job.name!r} is a {type(value).__name__}, "
                             f"which is not JSON-serialisable: {exc}"
                         ) from exc
-                    self.emit("stream", {"index": index, "value": item})
-                    if self.writer.pending_count >= _STREAM_FLUSH_AT:
-                        await self.writer.flush()
+                else:
+                    item = None
+                self.emit("stream", {"index": index, "value": item})
+                if self.writer.pending_count >= _STREAM_FLUSH_AT:
+                    await self.writer.flush()
                 index += 1
         finally:
             await gen.aclose()  # type: ignore[union-attr]

@@ -15,11 +15,12 @@ from ._errors import InvalidRunState, RunNotFound, StaleLeaseError
 from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
 from ._notify import RUNS_KEY, Hub
 from ._store import NewEvent, NewRun, RunFilter
+from ._streams_memory import MemoryStreamsMixin
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(MemoryStreamsMixin):
     """Keeps everything in dicts; lost when the process ends. For tests, demos and the browser."""
 
     def __init__(self) -> None:
@@ -33,6 +34,7 @@ class MemoryStore:
         self._counter = 0
         self._version = 0
         self._hub = Hub()
+        self._init_streams()
 
     async def init(self) -> None:
         return None
@@ -120,7 +122,14 @@ class MemoryStore:
         matching = sorted((r for r in self._runs.values() if keep(r)), key=lambda r: -self._pos[r.id])
         return matching[filter.offset : filter.offset + filter.limit], len(matching)
 
-    async def claim_next(self, owner: str, job_names: Collection[str], now: float, lease_until: float) -> Run | None:
+    async def claim_next(
+        self,
+        owner: str,
+        job_names: Collection[str],
+        now: float,
+        lease_until: float,
+        exclude: Collection[str] = (),
+    ) -> Run | None:
         seen_keys: set[str] = set()
         for run_id in sorted(self._active, key=self._pos.__getitem__):
             run = self._runs[run_id]
@@ -128,7 +137,7 @@ class MemoryStore:
                 if run.concurrency_key in seen_keys:
                     continue
                 seen_keys.add(run.concurrency_key)
-            if run.job_name not in job_names:
+            if run.job_name not in job_names or run_id in exclude:
                 continue
             expired = run.lease_expires_at is None or run.lease_expires_at < now
             if run.status == "pending" or expired:

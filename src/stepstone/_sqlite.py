@@ -20,6 +20,7 @@ from ._liveness import FileLockLiveness, Liveness
 from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
 from ._notify import RUNS_KEY, Hub
 from ._store import NewEvent, NewRun, RunFilter
+from ._streams_sqlite import SCHEMA_STREAMS, SqliteStreamsMixin
 from ._util import dumps, loads, now
 
 __all__ = ["SqliteStore"]
@@ -98,7 +99,7 @@ INSERT INTO stepstone_meta (key, value) VALUES ('runs_version', 0);
 """
 
 #: Forward-only migrations; index i takes the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, SCHEMA_STREAMS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _RUN_COLUMNS = (
@@ -139,7 +140,7 @@ def _progress_json(progress: Progress | None) -> str | None:
     return None if progress is None else dumps(progress.to_json())
 
 
-class SqliteStore:
+class SqliteStore(SqliteStreamsMixin):
     """A store in one SQLite file. ``synchronous`` is ``"normal"`` (survives a process crash, the
     default) or ``"full"`` (also survives power loss: one fsync per write)."""
 
@@ -153,6 +154,7 @@ class SqliteStore:
         key = os.path.abspath(path) if path != ":memory:" else f":memory:{id(self)}"
         self._hub = _HUBS.setdefault(key, Hub())
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], tuple[str, ...], bool]] = []
+        self._init_streams()
 
     # -- connection ----------------------------------------------------------------------------
     @property
@@ -426,10 +428,18 @@ class SqliteStore:
         ).fetchall()
         return [_row_to_run(r) for r in rows], int(total)
 
-    async def claim_next(self, owner: str, job_names: Collection[str], now: float, lease_until: float) -> Run | None:
+    async def claim_next(
+        self,
+        owner: str,
+        job_names: Collection[str],
+        now: float,
+        lease_until: float,
+        exclude: Collection[str] = (),
+    ) -> Run | None:
         names = list(job_names)
         if not names:
             return None
+        skip = list(exclude)
 
         def op(db: sqlite3.Connection) -> Run | None:
             row = db.execute(
@@ -437,11 +447,12 @@ class SqliteStore:
                 WHERE r.status IN ('pending', 'running')
                   AND r.job_name IN ({", ".join("?" * len(names))})
                   AND (r.status = 'pending' OR r.lease_expires_at IS NULL OR r.lease_expires_at < ?)
+                  AND r.id NOT IN ({", ".join("?" * len(skip))})
                   AND (r.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM runs o WHERE o.concurrency_key = r.concurrency_key
                           AND o.status IN ('pending', 'running') AND o.pos < r.pos))
                 ORDER BY r.pos LIMIT 1""",
-                [*names, now],
+                [*names, now, *skip],
             ).fetchone()
             if row is None:
                 return None

@@ -140,4 +140,4 @@ class Step:
     def progress(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress; stored on the run and written as a ``run:progress`` event."""
         progress = Progress(current, total, message)
-        self._ex.emit("run:progress", progress.to_json(), progress)
+        self._ex.emit("run:progress", {**progress.to_json(), "step": self._ex.current_step}, progress)

@@ -74,8 +74,18 @@ class Store(Protocol):
     async def list_runs(self, filter: RunFilter) -> tuple[list[Run], int]:
         """Runs matching ``filter``, newest first, and the total number matching."""
 
-    async def claim_next(self, owner: str, job_names: Collection[str], now: float, lease_until: float) -> Run | None:
+    async def claim_next(
+        self,
+        owner: str,
+        job_names: Collection[str],
+        now: float,
+        lease_until: float,
+        exclude: Collection[str] = (),
+    ) -> Run | None:
         """Atomically take the oldest runnable run of one of ``job_names``, or return None.
+
+        Runs in ``exclude`` (those the caller is executing already) are never taken: a worker
+        whose own heartbeat was late must renew its lease, not start a second execution.
 
         Runnable: ``pending``, or ``running`` with ``lease_expires_at < now``. Of the active runs
         sharing a concurrency key only the oldest is runnable, so they execute one at a time, in

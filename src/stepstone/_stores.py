@@ -11,7 +11,8 @@ __all__ = ["open_store"]
 
 
 def open_store(url: str) -> Store:
-    """``memory:`` · ``sqlite:///relative.db`` · ``sqlite:////absolute.db`` (``?synchronous=full``)."""
+    """``memory:`` · ``sqlite:///relative.db`` · ``sqlite:////absolute.db`` (``?synchronous=full``) ·
+    ``indexeddb://name`` (``?durability=strict``; inside Pyodide)."""
     scheme, _, rest = url.partition(":")
     scheme = scheme.lower()
     if scheme == "memory" and rest in ("", "//"):
@@ -32,12 +33,18 @@ def open_store(url: str) -> Store:
 
         return SqliteStore(path, synchronous=query.get("synchronous", "normal"))
     if scheme == "indexeddb":
-        name = rest[2:] if rest.startswith("//") else rest
+        name, _, query_text = (rest[2:] if rest.startswith("//") else rest).partition("?")
         if not name:
             raise UnsupportedStoreURL(f"bad indexeddb URL {url!r}: use indexeddb://database-name")
-        from ._indexeddb import IndexedDBStore  # type: ignore[import-not-found,unused-ignore]  # Pyodide only
+        query = {k: v[-1] for k, v in parse_qs(query_text).items()}
+        unknown = set(query) - {"durability"}
+        if unknown:
+            raise UnsupportedStoreURL(
+                f"unknown indexeddb URL option(s) {sorted(unknown)} in {url!r}; known: durability"
+            )
+        from ._indexeddb import IndexedDBStore  # Pyodide only: imports js
 
-        store: Store = IndexedDBStore(name)
+        store: Store = IndexedDBStore(name, durability=query.get("durability", "relaxed"))
         return store
     raise UnsupportedStoreURL(
         f"unsupported store URL {url!r}; this stepstone knows memory:, sqlite:///path.db and "

@@ -60,7 +60,9 @@ class Worker:
         engine = self.engine
         while not self._stopping and len(self.executions) < engine.concurrency:
             t = now()
-            run = await engine.store.claim_next(engine.owner, engine.job_names, t, t + engine.stale_threshold)
+            run = await engine.store.claim_next(
+                engine.owner, engine.job_names, t, t + engine.stale_threshold, exclude=tuple(self.executions)
+            )
             if run is None:
                 return
             self._start(run)

@@ -483,3 +483,17 @@ async def values_round_trip_as_json(store: Any) -> None:
     await store.commit_step(claimed.id, claimed.epoch, StepRecord(run.id, "s", 0, "completed", value), [_ev(v=value)])
     assert (await store.get_steps(run.id))[0].output == value
     assert (await store.read_events(run.id, 1))[0].data == {"v": value}
+
+
+@case
+async def claim_skips_excluded_runs(store: Any) -> None:
+    a = await _create(store)
+    b = await _create(store)
+    first = await _claim(store, lease=0.05)
+    assert first.id == a.id
+    await asyncio.sleep(0.1)
+    t = time.time()
+    got = await store.claim_next("w1", ("job",), t, t + 30, exclude=(a.id,))
+    assert got is not None and got.id == b.id, "a lapsed run the caller still executes is not re-claimed"
+    assert (await store.get_run(a.id)).epoch == first.epoch
+    assert await store.renew_lease(a.id, first.epoch, time.time() + 30), "so its own lease can still be renewed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -421,3 +422,31 @@ async def test_heartbeats_keep_a_long_step_owned(tmp_path: Any) -> None:
         run = await one.trigger("long-step")
         done = await one.wait(run.id, timeout=5)
     assert done.status == "completed" and calls == ["body"]
+
+
+async def test_a_worker_never_starts_a_second_execution_of_its_own_run(store_url: str) -> None:
+    """Its own lease lapsed (a late heartbeat, a throttled tab): the worker must not claim the run
+    again beside the execution it still has."""
+    gate = asyncio.Event()
+    entered: list[str] = []
+
+    @stepstone.job("lapsed")
+    async def lapsed(step: stepstone.Step, payload: Any) -> str:
+        entered.append("body")
+        await gate.wait()
+        return "ok"
+
+    engine = stepstone.create_engine(store_url, polling_interval=0.02, heartbeat_interval=10, stale_threshold=30)
+    engine.register(lapsed)
+    async with engine:
+        run = await engine.trigger("lapsed")
+        for _ in range(100):
+            if entered:
+                break
+            await asyncio.sleep(0.01)
+        await engine.store.expire_leases(engine.owner, time.time())
+        await asyncio.sleep(0.2)
+        assert entered == ["body"]
+        gate.set()
+        done = await engine.wait(run.id, timeout=5)
+    assert done.status == "completed" and entered == ["body"]

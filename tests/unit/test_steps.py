@@ -96,7 +96,7 @@ async def test_progress_and_logs_are_events(engine: Engine) -> None:
     ]
     assert logs[0]["data"]["count"] == 3 and "class 'object'" in logs[0]["data"]["obj"]
     prog = [e.data for e in events if e.type == "run:progress"]
-    assert prog == [{"current": 1, "total": 2, "message": "half"}]
+    assert prog == [{"current": 1, "total": 2, "message": "half", "step": None}]
     types = [e.type for e in events]
     assert types[0] == "run:trigger" and types[1] == "run:start" and types[-1] == "run:complete"
 
@@ -184,3 +184,40 @@ def test_job_definition_errors() -> None:
         stepstone.define_job("sync", lambda step, payload: None)  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match="non-empty"):
         stepstone.job("")
+
+
+async def test_resume_does_not_repeat_logs_and_progress(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/replay.db"
+    gate = asyncio.Event()
+
+    async def job(step: stepstone.Step, payload: Any) -> str:
+        step.log.info("starting")
+        for i in range(4):
+            if i == 2 and payload.get("pause") and not gate.is_set():
+                await asyncio.sleep(30)
+            await step.run(f"s{i}", lambda i=i: step.log.info("inside", i=i) or i)
+            step.progress(i + 1, 4)
+            step.log.info("finished step", i=i)
+        return "ok"
+
+    definition = stepstone.define_job("replay", job)
+    one = stepstone.create_engine(url, polling_interval=0.05, event_linger=0.001)
+    one.register(definition)
+    await one.init()
+    run = await one.trigger("replay", {"pause": True})
+    for _ in range(300):
+        if len(await one.get_steps(run.id)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    await one.stop()
+    gate.set()
+    two = stepstone.create_engine(url, polling_interval=0.05)
+    two.register(definition)
+    async with two:
+        await two.wait(run.id, timeout=5)
+        events = [e async for e in two.subscribe(run.id)]
+    logs = [(e.data["message"], (e.data["data"] or {}).get("i")) for e in events if e.type == "log:write"]
+    assert logs == [("starting", None)] + [x for i in range(4) for x in (("inside", i), ("finished step", i))]
+    assert [e.data["current"] for e in events if e.type == "run:progress"] == [1, 2, 3, 4]
+    assert [e.type for e in events].count("run:start") == 2

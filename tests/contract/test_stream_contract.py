@@ -1,0 +1,39 @@
+"""Every store that keeps Durable Streams passes the same StreamStore contract (stream_cases.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepstone import MemoryStore
+from stepstone._sqlite import SqliteStore
+
+from .stream_cases import STREAM_CASES
+
+
+def _memory(tmp_path: Path) -> Any:
+    return MemoryStore()
+
+
+def _sqlite(tmp_path: Path) -> Any:
+    return SqliteStore(str(tmp_path / "streams.db"))
+
+
+STORES: dict[str, Callable[[Path], Any]] = {"memory": _memory, "sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    s = STORES[request.param](tmp_path)
+    await s.init()
+    yield s
+    await s.close()
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_CASES))
+async def test_stream_store_contract(store: Any, name: str) -> None:
+    case: Callable[[Any], Awaitable[None]] = STREAM_CASES[name]
+    await case(store)
