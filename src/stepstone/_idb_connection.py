@@ -1,0 +1,134 @@
+"""One open IndexedDB database of the store: opening and migrating it, letting go of it when
+another tab upgrades it, and running transaction programs on it.
+
+Opening never hangs silently: a ``blocked`` upgrade (another tab holds an older connection), a
+database written by a newer stepstone, a refused open, and an open that does not answer within
+``open_timeout`` all raise :class:`~stepstone.StoreError` with what to do about it.
+
+Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
+server-only package); the core never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._browser import Program, js_value, open_database, py_value, run_transaction
+from ._errors import SchemaError, StoreError
+from ._idb_schema import MIGRATIONS, SCHEMA_VERSION, STORES
+from ._idb_tx import Tx
+
+__all__ = ["Connection"]
+
+#: A transaction body over the :class:`Tx` view (see :func:`stepstone._browser.run_transaction`).
+TxProgram = Callable[..., Program[Any]]
+
+
+def _upgrade(db: Any, tx: Any, old_version: int) -> None:
+    for migrate in MIGRATIONS:
+        migrate(db, tx)
+    tx.objectStore("meta").put(js_value({"key": "schema", "value": SCHEMA_VERSION}))
+
+
+async def _run(db: Any, program: TxProgram, stores: Sequence[str], mode: str, durability: str, kwargs: Any) -> Any:
+    def make(tx: Any) -> Program[Any]:
+        gen: Program[Any] = program(Tx(tx), **kwargs)
+        return gen
+
+    return await run_transaction(db, list(stores), mode, make, durability)
+
+
+async def _schema_version(db: Any) -> int:
+    """The stepstone schema of an open database: 0 when it has none (new, foreign or half-made)."""
+    names = db.objectStoreNames
+    if not names.contains("meta"):
+        return 0
+
+    def program(t: Tx) -> Program[int]:
+        rec = py_value((yield t.store("meta").get("schema")))
+        return int(rec["value"]) if rec else 0
+
+    version: int = await _run(db, program, ["meta"], "readonly", "default", {})
+    if version == SCHEMA_VERSION and not all(names.contains(s) for s in STORES):
+        return 0  # half-made (or emptied by hand): the upgrade recreates what is missing
+    return version
+
+
+class Connection:
+    """The database ``name`` of this origin, open (after :meth:`open`) until :meth:`close`."""
+
+    def __init__(self, name: str, durability: str, open_timeout: float) -> None:
+        self.name = name
+        self.durability = durability
+        self.open_timeout = open_timeout
+        self.db: Any = None
+        self.lost: str | None = None
+        self._proxy: Any = None
+
+    async def open(self) -> None:
+        if self.db is not None:
+            return
+        db = await open_database(self.name, None, _upgrade, self.open_timeout)
+        try:
+            current = await _schema_version(db)
+            if current > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"IndexedDB database {self.name!r} has schema version {current}, newer than this stepstone "
+                    f"knows ({SCHEMA_VERSION}); upgrade stepstone to open it"
+                )
+            if current < SCHEMA_VERSION:  # migrate forward in a versionchange transaction
+                version = int(db.version) + 1
+                db.close()
+                db = None
+                db = await open_database(self.name, version, _upgrade, self.open_timeout)
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        self._attach(db)
+
+    def _attach(self, db: Any) -> None:
+        from pyodide.ffi import create_proxy
+
+        self.db = db
+        self.lost = None
+        self._proxy = create_proxy(self._on_lost)
+        db.onversionchange = self._proxy
+        db.onclose = self._proxy
+
+    def _on_lost(self, event: Any) -> None:
+        # Another tab wants to upgrade (or the browser dropped the database): let go at once so it
+        # is not blocked; later calls fail with a clear message. The proxy is destroyed after this
+        # call returns, not while it runs.
+        self.lost = (
+            f"IndexedDB database {self.name!r} was upgraded by another tab; reload this page"
+            if str(event.type) == "versionchange"
+            else f"the browser closed IndexedDB database {self.name!r} (storage cleared?); reload this page"
+        )
+        self._let_go()
+        asyncio.get_running_loop().call_soon(self._drop_proxy)
+
+    def _let_go(self) -> None:
+        db, self.db = self.db, None
+        if db is not None:
+            db.onversionchange = None
+            db.onclose = None
+            db.close()
+
+    def _drop_proxy(self) -> None:
+        if self._proxy is not None:
+            self._proxy.destroy()
+            self._proxy = None
+
+    def close(self) -> None:
+        self._let_go()
+        self._drop_proxy()
+
+    async def run(self, program: TxProgram, stores: Sequence[str], mode: str = "readwrite", **kwargs: Any) -> Any:
+        """Run ``program(tx_view, **kwargs)`` in one transaction and return what it returns, once
+        the transaction has completed (committed, for ``readwrite``)."""
+        if self.db is None:
+            raise StoreError(self.lost or f"IndexedDB store {self.name!r} is not open; call init() first")
+        return await _run(self.db, program, stores, mode, self.durability, kwargs)
