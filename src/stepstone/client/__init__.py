@@ -1,0 +1,30 @@
+"""stepstone.client: a stepstone server, with the Engine's method names, from CPython or a page.
+
+    from stepstone.client import Client
+
+    async with Client("http://127.0.0.1:8000/api", headers={"authorization": "Bearer s3cret"}) as client:
+        run = await client.trigger("demo-steps", {"steps": 3})
+        async for event in client.subscribe(run.id):
+            print(event.seq, event.type)
+
+The transport is chosen by platform (fetch in Pyodide, httpx on CPython, which needs
+``pip install stepstone[client]``) unless one is given; :class:`MockTransport` answers from a Python
+function for tests. This package never imports httpx, js or pyodide until a transport is made.
+"""
+
+from ._client import Client, default_transport
+from ._mock import MockStream, MockTransport
+from ._transport import Request, Response, StreamResponse, Transport
+from ._wire import JobInfo
+
+__all__ = [
+    "Client",
+    "JobInfo",
+    "MockStream",
+    "MockTransport",
+    "Request",
+    "Response",
+    "StreamResponse",
+    "Transport",
+    "default_transport",
+]

@@ -1,0 +1,75 @@
+"""Where ``use_job`` keeps the current run id per job, so that a reload reattaches to it.
+
+``Storage`` is a three-method protocol over strings. ``MemoryStorage`` is a dict (the default on
+CPython: one per process, so a second ``use_job`` in the same process resumes the run);
+``LocalStorage`` is the page's ``window.localStorage`` (the default in Pyodide). Stdlib only at
+import time: ``LocalStorage`` imports ``js`` when it is created, never before.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["LocalStorage", "MemoryStorage", "Storage", "default_storage"]
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A small string key-value store (``localStorage`` has this shape)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryStorage:
+    """A dict behind the Storage protocol."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class LocalStorage:
+    """The page's ``window.localStorage`` (Pyodide only). Survives reloads and browser restarts."""
+
+    def __init__(self, prefix: str = "") -> None:
+        import js  # the one door to the browser; imported only when a page asks for it
+
+        self._ls: Any = js.localStorage
+        self.prefix = prefix
+
+    def get(self, key: str) -> str | None:
+        value = self._ls.getItem(self.prefix + key)
+        # a missing key is JS null, which arrives as pyodide.ffi.jsnull (falsy, but not None)
+        return value if isinstance(value, str) else None
+
+    def set(self, key: str, value: str) -> None:
+        self._ls.setItem(self.prefix + key, value)
+
+    def delete(self, key: str) -> None:
+        self._ls.removeItem(self.prefix + key)
+
+
+_process_storage = MemoryStorage()
+
+
+def default_storage() -> Storage:
+    """``LocalStorage`` in a page, else one ``MemoryStorage`` shared by the process."""
+    if "_pyodide_core" in sys.modules:
+        try:
+            return LocalStorage()
+        except Exception:  # a worker has no localStorage
+            return _process_storage
+    return _process_storage

@@ -1,0 +1,48 @@
+"""Fixtures for the hook tests: a source per mode. ``local`` is an in-process engine; ``server`` is
+a Client talking to a real ``stepstone serve`` process (see tests/client/helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import stepstone
+from stepstone.client import Client
+from tests.client.helpers import ServerProcess, start_server
+from tests.hooks.jobs import needs_name, steps_job
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = start_server(tmp_path_factory.mktemp("server"))
+    yield proc
+    proc.stop()
+
+
+def make_engine() -> stepstone.Engine:
+    eng = stepstone.create_engine("memory:", polling_interval=0.05, heartbeat_interval=0.05, stale_threshold=1.0)
+    eng.register(steps_job)
+    eng.register(needs_name)
+    return eng
+
+
+@pytest.fixture(params=["local", "server"])
+async def source(request: pytest.FixtureRequest) -> AsyncIterator[stepstone.Engine | Client]:
+    """The same hook tests run on an Engine and on a Client to a real server."""
+    if request.param == "local":
+        async with make_engine() as engine:
+            yield engine
+        return
+    server: ServerProcess = request.getfixturevalue("server")
+    async with Client(server.api_url, reconnect_timeout=5.0) as client:
+        yield client
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Path]:
+    """A file a gated run waits for; opened at teardown so no run is left waiting for the next test."""
+    path = tmp_path / "gate"
+    yield path
+    path.touch()
