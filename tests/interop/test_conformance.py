@@ -1,0 +1,49 @@
+"""The official Durable Streams conformance suite (npm ``@durable-streams/server-conformance-tests``,
+pinned in package-lock.json) against a real ``stepstone serve`` process on SQLite, with the reserved
+subscription APIs on: every one of its 338 tests must pass."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ..streams.helpers import ROOT, StreamServer
+
+SUITE = ROOT / "node_modules" / "@durable-streams" / "server-conformance-tests"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_the_official_conformance_suite_passes_in_full(tmp_path: Path) -> None:
+    if shutil.which("node") is None or not SUITE.exists():
+        pytest.fail("the conformance suite needs node and `npm ci` (node_modules/@durable-streams/...)")
+    version = re.search(r'"version":\s*"([^"]+)"', (SUITE / "package.json").read_text())
+    assert version is not None and version.group(1) == "0.3.6", "the suite version is pinned to 0.3.6"
+    server = StreamServer(tmp_path / "conformance.db", long_poll_timeout=0.5).start()
+    try:
+        env = {
+            **os.environ,
+            "CONFORMANCE_TEST_URL": server.url,
+            "CONFORMANCE_LONGPOLL_MS": "500",
+            "CONFORMANCE_SUBSCRIPTIONS": "1",
+            "NO_COLOR": "1",
+            "FORCE_COLOR": "0",
+        }
+        vitest = ROOT / "node_modules" / ".bin" / "vitest"
+        run = subprocess.run(
+            [str(vitest), "run", "tests/interop/conformance.test.mjs", "--reporter=default"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+    finally:
+        server.kill()
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+    failures = sorted(set(re.findall(r"^ FAIL .*$", output, re.M)))
+    summary = re.search(r"Tests\s+(.*)\((\d+)\)", output)
+    assert run.returncode == 0 and not failures, "\n".join(failures) or output[-4000:]
+    assert summary is not None and summary.group(2) == "338", output[-2000:]
+    assert summary.group(1).strip() == "338 passed", summary.group(0)
