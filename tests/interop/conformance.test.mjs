@@ -1,6 +1,6 @@
 // The official Durable Streams conformance suite (pinned in package.json), run by vitest against
 // the server named by CONFORMANCE_TEST_URL. tests/interop/test_conformance.py starts a real
-// `stepstone serve` on SQLite and runs this file; see docs/streams.md.
+// `stepstone serve` on SQLite and runs this file; see the README, "Durable Streams".
 import { runConformanceTests } from "@durable-streams/server-conformance-tests"
 
 runConformanceTests({

@@ -55,4 +55,4 @@ def test_errors_form_one_tree_with_codes() -> None:
     for err in errors:
         if isinstance(err, type) and issubclass(err, Exception):
             assert issubclass(err, stepstone.StepstoneError), err
-            assert err.code and err.code != "stepstone_error" or err is stepstone.StepstoneError
+            assert (err.code and err.code != "stepstone_error") or err is stepstone.StepstoneError

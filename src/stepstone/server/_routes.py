@@ -1,4 +1,4 @@
-"""The jobs API endpoints (see docs/server.md for every shape). Each endpoint runs behind
+"""The jobs API endpoints (the README has every shape). Each endpoint runs behind
 :func:`Api.guard`: the ``authorize`` hook first, then the handler, and every exception becomes a
 JSON error; SSE endpoints check everything (auth, params, the run exists) before the stream starts.
 

@@ -9,7 +9,7 @@ PUT creates (or forks), POST appends (JSON or bytes, idempotent producers, ``Str
 closes, HEAD describes, DELETE deletes, GET reads (catch-up with ETag/304, long-poll, SSE).
 Streams live in the engine's store (memory or SQLite), so they survive a restart with SQLite.
 ``runs/<run_id>`` serves a run's event log as a read-only JSON stream; ``__ds/`` holds the
-reserved subscription APIs. See ``docs/streams.md`` for every request and response.
+reserved subscription APIs. The README (section "Durable Streams") has every request and response.
 
 Server-only (needs the ``server`` extra); never imported by ``stepstone/__init__.py``.
 """
