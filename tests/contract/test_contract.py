@@ -1,4 +1,5 @@
-"""Every store passes the same contract (cases.py). Add a store: add it to STORES."""
+"""Every store passes the same contracts: runs (cases.py) and, for stores that keep Durable Streams,
+streams (stream_cases.py). Add a store: add it to STORES."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from stepstone import MemoryStore
 from stepstone._sqlite import SqliteStore
 
 from .cases import CASES
+from .stream_cases import STREAM_CASES
 
 
 def _memory(tmp_path: Path) -> Any:
@@ -36,4 +38,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_store_contract(store: Any, name: str) -> None:
     case: Callable[[Any], Awaitable[None]] = CASES[name]
+    await case(store)
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_CASES))
+async def test_stream_store_contract(store: Any, name: str) -> None:
+    case: Callable[[Any], Awaitable[None]] = STREAM_CASES[name]
     await case(store)
