@@ -16,7 +16,7 @@ from typing import Any
 
 from ._errors import DuplicateJob, EngineNotStarted, InvalidInput, JobNotFound, RunNotFound, WaitTimeout
 from ._jobs import Job, validate
-from ._models import RUN_STATUSES, Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult
+from ._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
 from ._store import NewEvent, NewRun, RunFilter, Store
 from ._stores import open_store
 from ._util import dumps, loads, new_id, now
@@ -340,16 +340,7 @@ class Engine:
     ) -> RunList:
         """A page of runs, newest first; ``.total`` counts every match."""
         self._require_started()
-        statuses: tuple[RunStatus, ...] | None
-        if status is None:
-            statuses = None
-        else:
-            statuses = (status,) if isinstance(status, str) else tuple(status)
-            bad = [s for s in statuses if s not in RUN_STATUSES]
-            if bad:
-                raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(RUN_STATUSES)}")
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must be >= 0")
+        statuses = page_filter(status, limit, offset)
         runs, total = await self.store.list_runs(RunFilter(job_name, statuses, labels, limit, offset))
         return RunList(runs, total=total, limit=limit, offset=offset)
 

@@ -20,6 +20,7 @@ __all__ = [
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "TriggerResult",
+    "page_filter",
 ]
 
 RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -43,6 +44,20 @@ EVENT_TYPES: tuple[str, ...] = (
     "run:cancel",
 )
 TERMINAL_EVENTS: frozenset[str] = frozenset({"run:complete", "run:fail", "run:cancel"})
+
+
+def page_filter(
+    status: RunStatus | Iterable[RunStatus] | None, limit: int, offset: int
+) -> tuple[RunStatus, ...] | None:
+    """Check the arguments of ``get_runs`` (engine and client alike): one status, several or None
+    becomes a tuple or None; an unknown status or a negative limit/offset is a ValueError."""
+    statuses = None if status is None else (status,) if isinstance(status, str) else tuple(status)
+    bad = [s for s in statuses or () if s not in RUN_STATUSES]
+    if bad:
+        raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(RUN_STATUSES)}")
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must be >= 0")
+    return statuses
 
 
 @dataclass(frozen=True, slots=True)

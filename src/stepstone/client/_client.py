@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .._errors import RunNotFound, ServerUnavailable, WaitTimeout
-from .._models import RUN_STATUSES, Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult
+from .._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
 from .._sse import SSEMessage, SSEParser
 from ._transport import StreamResponse, Transport
 from ._wire import (
@@ -210,12 +210,7 @@ class Client:
         offset: int = 0,
     ) -> RunList:
         """A page of runs, newest first; ``.total`` counts every match."""
-        statuses = None if status is None else [status] if isinstance(status, str) else list(status)
-        bad = [s for s in statuses or () if s not in RUN_STATUSES]
-        if bad:
-            raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(RUN_STATUSES)}")
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must be >= 0")
+        statuses = page_filter(status, limit, offset)
         params: dict[str, Any] = {"jobName": job_name, "limit": limit, "offset": offset}
         if statuses:
             params["status"] = ",".join(statuses)
@@ -345,9 +340,11 @@ class Client:
                     backoff.progressed()
                     yield event
             except (ServerUnavailable, _Gap) as exc:
-                await backoff.wait(exc if isinstance(exc, ServerUnavailable) else ServerUnavailable(
-                    f"the event stream of run {run_id!r} kept skipping seq {next_seq}"
-                ))
+                await backoff.wait(
+                    exc
+                    if isinstance(exc, ServerUnavailable)
+                    else ServerUnavailable(f"the event stream of run {run_id!r} kept skipping seq {next_seq}")
+                )
                 continue
             finally:
                 await response.aclose()
