@@ -392,14 +392,7 @@ class Engine:
         changed several times while you were away shows up once, with its latest state.
         """
         self._require_started()
-        version = from_version
-        if version is None:
-            version = 0
-            while True:  # skip to the current end of the feed
-                batch = await self.store.run_changes(version, 1000)
-                if not batch:
-                    break
-                version = batch[-1].version
+        version = await self.store.runs_version() if from_version is None else from_version
         while True:
             batch = await self.store.run_changes(version, 500)
             for change in batch:

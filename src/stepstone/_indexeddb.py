@@ -457,14 +457,17 @@ class IndexedDBStore:
         changes: list[RunChange] = await self._run(program, ["runs", "tombstones"], "readonly")
         return changes
 
-    async def wait_run_changes(self, after_version: int, timeout: float) -> None:
-        generation = self._notifier.generation(RUNS_KEY)
-
+    async def runs_version(self) -> int:
         def program(t: Tx) -> Program[int]:
             rec = py_value((yield t.counters_request()))
             return int(rec["version"]) if rec else 0
 
         latest: int = await self._run(program, ["meta"], "readonly")
+        return latest
+
+    async def wait_run_changes(self, after_version: int, timeout: float) -> None:
+        generation = self._notifier.generation(RUNS_KEY)
+        latest = await self.runs_version()
         if latest > after_version or self._notifier.generation(RUNS_KEY) != generation:
             return
         await self._notifier.hub.wait(RUNS_KEY, timeout)

@@ -290,6 +290,9 @@ class MemoryStore(MemoryStreamsMixin):
         newer = sorted((v, rid) for rid, v in self._changes.items() if v > after_version)[:limit]
         return [RunChange(v, rid, self._runs.get(rid)) for v, rid in newer]
 
+    async def runs_version(self) -> int:
+        return self._version
+
     async def wait_run_changes(self, after_version: int, timeout: float) -> None:
         if self._version > after_version:
             return

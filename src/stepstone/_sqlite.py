@@ -657,6 +657,10 @@ class SqliteStore(SqliteStreamsMixin):
         changes.sort(key=lambda c: c.version)
         return changes[:limit]
 
+    async def runs_version(self) -> int:
+        row = self._db.execute("SELECT value FROM stepstone_meta WHERE key = 'runs_version'").fetchone()
+        return int(row[0]) if row else 0
+
     async def wait_run_changes(self, after_version: int, timeout: float) -> None:
         row = self._db.execute("SELECT value FROM stepstone_meta WHERE key = 'runs_version'").fetchone()
         if row is not None and row[0] > after_version:

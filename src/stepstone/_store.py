@@ -170,6 +170,9 @@ class Store(Protocol):
         a tombstone (``run`` is None). Only the latest change of each run is kept.
         """
 
+    async def runs_version(self) -> int:
+        """The version of the latest run change (0 before any): where a new watcher starts."""
+
     async def wait_run_changes(self, after_version: int, timeout: float) -> None:
         """Return once a change past ``after_version`` exists, or after ``timeout``."""
 
