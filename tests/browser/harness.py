@@ -6,19 +6,16 @@ guard, Pyodide boot and running Python in a page with a deadline. Shared by ``co
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.serve import ROOT, ServeProcess
+
 SITE = ROOT / "dist" / "site"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,7 +37,9 @@ def ensure_site() -> Path:
     if not (SITE / "stepstone-config.json").exists() or not (SITE / "local.html").exists():
         subprocess.run(
             [str(ROOT / ".venv" / "bin" / "python"), "-c", "import build; build.build_site()"],
-            cwd=ROOT, check=True, timeout=600,
+            cwd=ROOT,
+            check=True,
+            timeout=600,
         )
     return SITE
 
@@ -50,46 +49,23 @@ def site_config() -> dict[str, Any]:
     return config
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 @contextmanager
 def serve_site(site: Path = SITE) -> Iterator[str]:
-    """``stepstone serve --site`` on a free 127.0.0.1 port (a real uvicorn process); yields its
-    base URL and kills it by PID afterwards."""
-    for _ in range(5):
-        port = _free_port()
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "stepstone"), "serve", "--store", "memory:", "--jobs", "stepstone.demo",
-            "--host", "127.0.0.1", "--port", str(port), "--site", str(site), "--log-level", "warning",
-        ]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            if _wait_http(f"{base}/stepstone-config.json", proc, time.monotonic() + 30):
-                yield base
-                return
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            if proc.stderr is not None:
-                proc.stderr.close()
+    """``stepstone serve --site`` on a free 127.0.0.1 port (a real uvicorn process, memory store,
+    the demo jobs); yields its base URL and kills it by PID afterwards."""
+    with tempfile.TemporaryDirectory(prefix="stepstone-site-") as tmp:
+        for attempt in range(5):
+            server = ServeProcess(None, jobs="stepstone.demo", site=site, log=Path(tmp) / f"serve-{attempt}.log")
+            try:
+                server.start(timeout=30)
+            except AssertionError:  # e.g. the free port was taken meanwhile: try another one
+                server.kill()
+                continue
+            try:
+                yield server.url
+            finally:
+                server.kill()
+            return
     raise RuntimeError("stepstone serve did not come up on a free port after 5 tries")
 
 
@@ -165,4 +141,3 @@ def wait_for(page: Any, expression: str, timeout: float = 30.0) -> Any:
     """Wait until the JS ``expression`` is truthy in the page; returns its value."""
     handle = page.wait_for_function(expression, timeout=timeout * 1000)
     return handle.json_value()
-

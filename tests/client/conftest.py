@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from stepstone.client import Client
-from tests.client.helpers import ServerProcess, start_server
+from tests.client.helpers import ServerProcess, gate, server
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = start_server(tmp_path_factory.mktemp("server"))
-    yield proc
-    proc.stop()
+__all__ = ["client", "gate", "server"]
 
 
 @pytest.fixture

@@ -4,22 +4,15 @@ and live streams that survive dropped connections and a server crash."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import stepstone
 from stepstone.client import Client
-from tests.client.helpers import CuttingProxy, ServerProcess, free_port, start_server
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Path]:
-    """A file a gated run waits for; opened at teardown so no run is left waiting."""
-    path = tmp_path / "gate"
-    yield path
-    path.touch()
+from tests.client.helpers import ServerProcess, free_port, start_server
+from tests.support.proxy import TcpProxy
 
 
 async def test_trigger_wait_and_read_back(client: Client) -> None:
@@ -30,8 +23,11 @@ async def test_trigger_wait_and_read_back(client: Client) -> None:
     assert done.progress == stepstone.Progress(3, 3, "step 3 of 3")
     assert (await client.get_run(run.id)) == done
     steps = await client.get_steps(run.id)
-    assert [(s.name, s.status, s.output) for s in steps] == [("s0", "completed", 0), ("s1", "completed", 1),
-                                                             ("s2", "completed", 2)]
+    assert [(s.name, s.status, s.output) for s in steps] == [
+        ("s0", "completed", 0),
+        ("s1", "completed", 1),
+        ("s2", "completed", 2),
+    ]
     page = await client.get_runs(job_name="steps", status="completed", labels={"suite": "client-read"})
     assert [r.id for r in page] == [run.id] and page.total == 1
     assert {j.name for j in await client.jobs()} >= {"steps", "needs-name"}
@@ -124,7 +120,7 @@ async def test_subscribe_unknown_run_raises(client: Client) -> None:
 async def test_every_event_once_through_a_proxy_that_keeps_cutting(client: Client, server: ServerProcess) -> None:
     """A reconnect storm: the proxy drops each connection after ~600 bytes (mid-frame)."""
     run = await client.trigger("steps", {"steps": 8, "delay": 0.01})
-    async with CuttingProxy(server.port, cut_after=600) as proxy, Client(proxy.api_url, max_backoff=0.05) as cut:
+    async with TcpProxy(server.port, cut_after=600) as proxy, Client(proxy.api_url, max_backoff=0.05) as cut:
         seqs = [e.seq async for e in cut.subscribe(run.id)]
     final = await client.get_run(run.id)
     assert final is not None and final.status == "completed"
@@ -134,7 +130,9 @@ async def test_every_event_once_through_a_proxy_that_keeps_cutting(client: Clien
 
 async def test_server_down_is_a_clear_error() -> None:
     async with Client(f"http://127.0.0.1:{free_port()}/api", reconnect_timeout=0.5) as client:
-        with pytest.raises(stepstone.ServerUnavailable, match=r"cannot reach the stepstone server at http://127\.0\.0\.1"):
+        with pytest.raises(
+            stepstone.ServerUnavailable, match=r"cannot reach the stepstone server at http://127\.0\.0\.1"
+        ):
             await client.get_runs()
         with pytest.raises(stepstone.ServerUnavailable):
             async for _ in client.subscribe("r1"):
@@ -200,7 +198,7 @@ async def test_subscribers_survive_a_server_crash_and_restart(tmp_path: Path) ->
 async def test_subscribe_runs_streams_changes_and_resumes(client: Client, server: ServerProcess, gate: Path) -> None:
     """The feed is cut while a run waits at its gate; the changes after the cut (it finishes) come
     through a new connection that resumes from the last version: nothing twice, nothing lost."""
-    async with CuttingProxy(server.port) as proxy, Client(proxy.api_url, max_backoff=0.05) as cut_client:
+    async with TcpProxy(server.port) as proxy, Client(proxy.api_url, max_backoff=0.05) as cut_client:
         feed = cut_client.subscribe_runs(job_name="steps")
         changes: list[stepstone.RunChange] = []
 

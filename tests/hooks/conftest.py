@@ -3,22 +3,16 @@ a Client talking to a real ``stepstone serve`` process (see tests/client/helpers
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 import stepstone
 from stepstone.client import Client
-from tests.client.helpers import ServerProcess, start_server
+from tests.client.helpers import ServerProcess, gate, server
 from tests.hooks.jobs import needs_name, steps_job
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = start_server(tmp_path_factory.mktemp("server"))
-    yield proc
-    proc.stop()
+__all__ = ["gate", "server", "source"]
 
 
 def make_engine() -> stepstone.Engine:
@@ -38,11 +32,3 @@ async def source(request: pytest.FixtureRequest) -> AsyncIterator[stepstone.Engi
     server: ServerProcess = request.getfixturevalue("server")
     async with Client(server.api_url, reconnect_timeout=5.0) as client:
         yield client
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Path]:
-    """A file a gated run waits for; opened at teardown so no run is left waiting for the next test."""
-    path = tmp_path / "gate"
-    yield path
-    path.touch()

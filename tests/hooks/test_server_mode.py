@@ -9,7 +9,8 @@ from pathlib import Path
 
 from stepstone.client import Client
 from stepstone.hooks import MemoryStorage, use_job, use_job_run, use_runs
-from tests.client.helpers import CuttingProxy, ServerProcess, free_port, start_server
+from tests.client.helpers import ServerProcess, free_port, start_server
+from tests.support.proxy import TcpProxy
 
 
 async def test_server_down_is_a_clear_error_and_the_hooks_recover(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ async def test_dropped_streams_lose_and_double_nothing(tmp_path: Path) -> None:
     try:
         async with Client(server.api_url) as direct:
             run = await direct.trigger("steps", {"steps": 10, "delay": 0.01})
-            async with CuttingProxy(server.port) as proxy, Client(proxy.api_url, max_backoff=0.05) as client:
+            async with TcpProxy(server.port) as proxy, Client(proxy.api_url, max_backoff=0.05) as client:
                 state = use_job_run(client, run.id)
                 for _ in range(6):  # cut every open connection a few times while it runs
                     await asyncio.sleep(0.03)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ..streams.helpers import ROOT, StreamServer
+from ..streams.helpers import StreamServer
+from ..support.serve import ROOT
 
 SUITE = ROOT / "node_modules" / "@durable-streams" / "server-conformance-tests"
 

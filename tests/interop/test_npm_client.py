@@ -14,7 +14,8 @@ import pytest
 
 from stepstone.streams import DurableStream, IdempotentProducer
 
-from ..streams.helpers import ROOT, StreamServer
+from ..streams.helpers import StreamServer
+from ..support.serve import ROOT
 
 HERE = Path(__file__).resolve().parent
 N = 10_000

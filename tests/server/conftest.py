@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,92 +13,25 @@ import httpx
 import pytest
 
 from stepstone._sse import SSEMessage, SSEParser
+from tests.support.serve import ServeProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 TEST_JOBS = "stepstone_test_jobs"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Server(ServeProcess):
+    """``stepstone serve`` on ``db`` with the jobs of stepstone_test_jobs.py, ``args`` appended, and
+    the default log level (tests read what it logs). ``api`` is the API base."""
 
-
-@dataclass
-class Server:
-    """One ``stepstone serve`` subprocess. ``url`` is the server root, ``api`` the API base."""
-
-    db: Path
-    port: int
-    args: list[str] = field(default_factory=list)
-    log: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, db: Path, port: int | None = None, args: Sequence[str] = ()) -> None:
+        super().__init__(
+            db, port or free_port(), jobs=TEST_JOBS, jobs_dir=HERE, polling_interval=0.1, log_level=None,
+            extra=list(args),
+        )  # fmt: skip
 
     @property
     def api(self) -> str:
-        return self.url + "/api"
-
-    @property
-    def store(self) -> str:
-        return f"sqlite:///{self.db}"
-
-    def start(self, timeout: float = 20.0) -> Server:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.log = self.db.with_name(f"server-{self.port}-{time.monotonic_ns()}.log")
-        cmd = [
-            sys.executable, "-m", "stepstone.cli", "serve",
-            "--store", self.store, "--jobs", TEST_JOBS,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--polling-interval", "0.1", *self.args,
-        ]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-               "PYTHONUNBUFFERED": "1"}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"stepstone serve exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.api + "/openapi.json", timeout=1.0, headers=self.auth).status_code < 500:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"stepstone serve was not ready in {timeout} s:\n{self.output()}")
-            time.sleep(0.05)
-
-    @property
-    def auth(self) -> dict[str, str]:
-        if "--token" in self.args:
-            return {"Authorization": "Bearer " + self.args[self.args.index("--token") + 1]}
-        return {}
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then wait for the graceful exit; returns the exit status."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise AssertionError(f"no graceful exit within {timeout} s:\n{self.output()}") from None
-        return self.proc.returncode
+        return self.api_url
 
 
 @pytest.fixture
@@ -141,9 +68,9 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def api_server(tmp_path_factory: pytest.TempPathFactory, site_dir: Path) -> Iterator[Server]:
     """One server shared by a module's API tests (small keep-alive, CORS for one origin, a site)."""
     db = tmp_path_factory.mktemp("db") / "jobs.db"
-    server = Server(db, free_port(), [
+    server = Server(db, args=[
         "--keepalive", "0.3", "--cors", "http://allowed.test", "--max-body", "4096", "--site", str(site_dir),
-    ])
+    ])  # fmt: skip
     server.start()
     yield server
     server.kill()
@@ -234,5 +161,3 @@ def wait_status(server: Server, run_id: str, statuses: set[str], timeout: float 
             return run
         assert time.monotonic() < deadline, f"run stayed {run.get('status')} (wanted {statuses})"
         time.sleep(0.05)
-
-

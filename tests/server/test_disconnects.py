@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 import stepstone
 from stepstone.server import create_app
 from stepstone.server._routes import Api
+from tests.support.serve import serve_app
 
-from .conftest import free_port
 from .stepstone_test_jobs import chatty, gate
 
 
@@ -29,17 +28,8 @@ async def live(tmp_path: Path) -> AsyncIterator[tuple[int, Api, stepstone.Engine
     engine.register(gate)
     engine.register(chatty)
     app = create_app(engine, keepalive=60)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started
-    yield port, app.state.stepstone, engine
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    async with serve_app(app, log_config=None, lifespan="on") as url:
+        yield int(url.rsplit(":", 1)[1]), app.state.stepstone, engine
 
 
 async def open_stream(port: int, target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -55,7 +45,9 @@ def tail_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("stepstone-tail-") and not t.done()]
 
 
-async def wait_until(condition: object, timeout: float = 2.0) -> None:
+async def wait_until(condition: object, timeout: float = 10.0) -> None:
+    # "At once" here means: long before the 60 s keep-alive would reveal a dead client. The bound
+    # leaves room for a loaded 2-core CI machine (2 s was seen to run out once under load).
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not condition():  # type: ignore[operator]
