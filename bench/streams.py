@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/streams.py                 # stepstone (SQLite) vs reference (memory)
     .venv/bin/python bench/streams.py --appends 5000 --also-memory
+    .venv/bin/python bench/streams.py --only-appends --also-memory   # just the three append metrics
 
 Starts a real ``stepstone serve`` (a temporary SQLite file) and the reference server
 (``@durable-streams/server`` installed in ``bench/reference/``, in memory, ``bench/reference/server.mjs``), both
@@ -284,13 +285,15 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise RuntimeError("server did not start")
 
 
-def start_stepstone(store: str, name: str) -> Server:
+def start_stepstone(store: str, name: str, src: str | None = None) -> Server:
+    """``src``: run the server from another source tree (PYTHONPATH), e.g. an older checkout."""
     port = _free_port()
     cmd = [
         str(ROOT / ".venv" / "bin" / "stepstone"), "serve", "--store", store, "--jobs", "stepstone.demo",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_port(port, proc)
     return Server(name, port, proc)
 
@@ -326,12 +329,19 @@ METRICS = [
 ]
 
 
-async def measure_round(server: Server, n: int, latency_samples: int, live_path: str) -> dict[str, float]:
+APPEND_METRICS = METRICS[:3]
+
+
+async def measure_round(
+    server: Server, n: int, latency_samples: int, live_path: str, only_appends: bool = False
+) -> dict[str, float]:
     tag = f"{time.time_ns()}"
     out: dict[str, float] = {}
     out["sequential appends/s"] = await sequential(server.port, f"/v1/stream/seq-{tag}", n)
     out["appends/s, 8 in flight"] = await in_flight(server.port, f"/v1/stream/par-{tag}", n)
     out["producer msgs/s (batched)"] = await producer(server.base, f"/v1/stream/prod-{tag}", n * 10)
+    if only_appends:
+        return out
     out["appends/s, live reader"] = await with_reader(server.port, live_path, n, 0)
     p50, p99 = await latency(server.port, f"/v1/stream/lat-{tag}", latency_samples)
     out["delivery p50 ms"] = p50
@@ -345,16 +355,25 @@ async def run_all(servers: list[Server], args: argparse.Namespace) -> dict[str, 
     live: dict[str, str] = {}
     for server in servers:
         live[server.name] = f"/v1/stream/live-{time.time_ns()}"
-        await in_flight(server.port, live[server.name], args.prefill)  # one record per append
+        if not args.only_appends:
+            await in_flight(server.port, live[server.name], args.prefill)  # one record per append
     best: dict[str, dict[str, float]] = {s.name: {} for s in servers}
     for _ in range(args.repeat):
         for server in servers:
-            figures = await measure_round(server, args.appends, args.latency_samples, live[server.name])
+            figures = await measure_round(
+                server, args.appends, args.latency_samples, live[server.name], args.only_appends
+            )
             for metric, value in figures.items():
                 old = best[server.name].get(metric)
                 better = old is None or (value < old if metric.endswith(" ms") else value > old)
                 best[server.name][metric] = value if better else old  # type: ignore[assignment]
     return best
+
+
+def _short(name: str) -> str:
+    """``stepstone (sqlite)`` → ``(sqlite)``; ``baseline (sqlite)`` → ``base (sqlite)``."""
+    who, store = name.split()[0], name.split()[-1]
+    return store if who == "stepstone" else f"{who[:4]} {store}"
 
 
 def main() -> None:
@@ -363,13 +382,29 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=2000)
     parser.add_argument("--prefill", type=int, default=50_000, help="messages already in the live-reader stream")
     parser.add_argument("--also-memory", action="store_true", help="also measure stepstone on the memory store")
+    parser.add_argument(
+        "--only-appends",
+        action="store_true",
+        help="measure only the append metrics (sequential, 8 in flight, producer); no prefill, no readers",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure stepstone (sqlite) served from this source tree, e.g. `git archive HEAD src | tar -x -C DIR`"
+        " then DIR/src: a before/after comparison in one run",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds over all servers; the best counts (default 3)")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="stepstone-bench-streams-")
     starters: list[Callable[[], Server]] = [lambda: start_stepstone(f"sqlite:///{tmp}/bench.db", "stepstone (sqlite)")]
+    if args.baseline_src:
+        base_src = str(Path(args.baseline_src).resolve())
+        starters.append(lambda: start_stepstone(f"sqlite:///{tmp}/baseline.db", "baseline (sqlite)", base_src))
     if args.also_memory:
         starters.append(lambda: start_stepstone("memory:", "stepstone (memory)"))
+        if args.baseline_src:
+            starters.append(lambda: start_stepstone("memory:", "baseline (memory)", base_src))
     starters.append(start_reference)
     servers: list[Server] = []
     try:
@@ -383,12 +418,12 @@ def main() -> None:
 
     names = list(results)
     ref = names[-1]
-    metrics = METRICS
+    metrics = APPEND_METRICS if args.only_appends else METRICS
     width = max(len(m) for m in metrics) + 2
     header = (
         f"{'':<{width}}"
         + "".join(f"{n:>22}" for n in names)
-        + "".join(f"{'ratio ' + n.split()[-1]:>18}" for n in names[:-1])
+        + "".join(f"{'ratio ' + _short(n):>22}" for n in names[:-1])
     )
     print(f"Durable Streams: {args.appends} appends per throughput test, live-reader stream pre-filled with "
           f"{args.prefill} appends, {args.latency_samples} latency samples, best of {args.repeat} rounds; "
@@ -399,7 +434,7 @@ def main() -> None:
         for n in names[:-1]:
             ours, theirs = results[n][metric], results[ref][metric]
             ratio = theirs / ours if metric.endswith(" ms") else ours / theirs
-            row += f"{ratio:>17.2f}x"
+            row += f"{ratio:>21.2f}x"
         print(row)
 
 

@@ -220,11 +220,22 @@ class MemoryStreamsMixin:
         if decision.producer_state is not None and req.producer is not None:
             log.producers[req.producer.id] = decision.producer_state
         info = self._ds_put(
-            replace(
-                info,
+            StreamInfo(  # built directly, not with dataclasses.replace: this is every append's path
+                id=info.id,
+                path=info.path,
+                content_type=info.content_type,
                 tail=tail,
-                accessed_at=now,
                 closed=info.closed or decision.close,
+                ttl=info.ttl,
+                expires_at=info.expires_at,
+                created_at=info.created_at,
+                accessed_at=now,
+                fork_of=info.fork_of,
+                fork_from=info.fork_from,
+                fork_offset=info.fork_offset,
+                fork_sub_offset=info.fork_sub_offset,
+                refcount=info.refcount,
+                deleted=info.deleted,
                 closed_by=decision.closed_by if decision.close else info.closed_by,
                 last_stream_seq=decision.stream_seq if decision.stream_seq is not None else info.last_stream_seq,
             )

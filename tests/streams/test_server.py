@@ -7,40 +7,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 import stepstone
 from stepstone.server import HTTPError
 from stepstone.server.streams import create_streams_app
 from stepstone.streams import DurableStream, IdempotentProducer
+from tests.support.serve import serve_app
 
-from .helpers import StreamServer, free_port
+from .helpers import StreamServer
 
 _names = itertools.count()
 
 
-@contextlib.asynccontextmanager
-async def _uvicorn(app: Any) -> AsyncIterator[str]:
+def _uvicorn(app: Any) -> contextlib.AbstractAsyncContextManager[str]:
     """A real uvicorn on 127.0.0.1 in this event loop; yields the stream root URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning"))
-    task = asyncio.ensure_future(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    return serve_app(app, lifespan="on", log_level="warning")
 
 
 async def test_streams_and_producer_state_survive_a_sigkill(tmp_path: Path) -> None:
@@ -81,6 +67,55 @@ async def test_streams_and_producer_state_survive_a_sigkill(tmp_path: Path) -> N
             meta = await stream.head()
             assert meta.closed
             assert (await stream.read_all()).json() == list(range(50))
+    finally:
+        srv.kill()
+
+
+async def _raw_posts(port: int, posts: list[tuple[str, bytes, dict[str, str]]]) -> list[tuple[int, str]]:
+    """Send every POST on its own connection before reading any answer (so the server finds them
+    all ready at once); returns (status, Stream-Next-Offset) per POST."""
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in posts]
+    for (_, writer), (path, body, headers) in zip(conns, posts, strict=True):
+        head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "content-length": str(len(body))}.items())
+        writer.write(f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{head}\r\n".encode() + body)
+    out = []
+    for reader, writer in conns:
+        lines = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode().split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+        out.append((int(lines[0].split()[1]), fields.get("stream-next-offset", "")))
+        writer.close()
+    return out
+
+
+async def test_concurrent_appends_are_each_acknowledged_durably_and_refusals_stay_alone(tmp_path: Path) -> None:
+    # Appends arriving together share SQLite transactions (group commit): each acknowledged append
+    # must survive a SIGKILL at its acknowledged offset, and a refused append in the same
+    # transaction must neither be stored nor spoil its neighbours.
+    srv = StreamServer(tmp_path / "group.db").start()
+    json_type = {"content-type": "application/json"}
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for name in ("g0", "g1", "g2"):
+                assert (await http.put(srv.stream_url(name), headers=json_type)).status_code == 201
+        appends = [(f"g{i % 3}", i) for i in range(60)]
+        posts = [(f"/v1/stream/{name}", f"[{i}]".encode(), json_type) for name, i in appends]
+        refused = [
+            ("/v1/stream/g0", b"x", {"content-type": "text/plain"}),
+            ("/v1/stream/missing", b"[1]", json_type),
+            ("/v1/stream/g1", b"[not json", json_type),
+            ("/v1/stream/g2", b"[-1]", {**json_type, "producer-id": "p", "producer-epoch": "0", "producer-seq": "5"}),
+        ]
+        answers = await _raw_posts(srv.port, posts[:30] + refused + posts[30:])
+        acked = answers[:30] + answers[34:]
+        assert [status for status, _ in acked] == [204] * len(appends)
+        assert [status for status, _ in answers[30:34]] == [409, 404, 400, 409]
+        srv.kill()
+        srv.start()
+        async with httpx.AsyncClient(timeout=10) as http:
+            for name in ("g0", "g1", "g2"):
+                mine = sorted((off, i) for (n, i), (_, off) in zip(appends, acked, strict=True) if n == name)
+                assert len({offset for offset, _ in mine}) == 20  # each append got its own offset
+                assert (await http.get(srv.stream_url(name) + "?offset=-1")).json() == [i for _, i in mine]
     finally:
         srv.kill()
 

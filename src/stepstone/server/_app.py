@@ -15,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Router
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._engine import Engine
 from ._errors import error_response
@@ -37,6 +37,34 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     )
     headers = exc.headers if isinstance(exc, HTTPException) else None
     return error_response(status, code, message, dict(headers) if headers else None)
+
+
+class _App(Starlette):
+    """Starlette, plus a fast path: an HTTP request under the Durable Streams mount goes straight
+    to its app, with the scope the Mount would give it, skipping the error and exception
+    middleware and the route matching (the streams app answers every error itself; appends are
+    the hot path). Anything else, and any request under a ``root_path``, takes the normal way."""
+
+    streams_prefix = ""
+    streams_app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.streams_app
+        if (
+            app is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(self.streams_prefix)
+            and "\n" not in scope["path"]  # the Mount's pattern (``.*``) stops at a newline
+            and not scope.get("root_path")
+        ):
+            scope["app"] = self
+            scope["app_root_path"] = ""
+            scope["root_path"] = self.streams_prefix[:-1]
+            scope["path_params"] = {"path": scope["path"][len(self.streams_prefix) :]}
+            scope["endpoint"] = app
+            await app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _normalise_base(base_path: str) -> str:
@@ -121,8 +149,9 @@ def create_app(
             if started_here:
                 await engine.stop()
 
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception}
-    )
+    app = _App(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
+    if isinstance(streams, Mount):  # the first route, so the fast path matches exactly what it would
+        app.streams_prefix = streams.path + "/"
+        app.streams_app = streams.app
     app.state.stepstone = api
     return app

@@ -117,6 +117,13 @@ class StreamsApp:
         self.authorize = authorize
         self._last_sweep = 0.0
         self._started_engine = False
+        self._handlers = {
+            "GET": self._get,
+            "HEAD": self._head,
+            "PUT": self._put,
+            "POST": self._post,
+            "DELETE": self._delete,
+        }
         self.subscriptions: Any = None
         if subscriptions:
             from ._streams_subs import Subscriptions
@@ -182,13 +189,7 @@ class StreamsApp:
         if self.run_logs is not None and path.startswith(self.run_logs):
             await self._run_log(request, send, path)
             return
-        handler = {
-            "GET": self._get,
-            "HEAD": self._head,
-            "PUT": self._put,
-            "POST": self._post,
-            "DELETE": self._delete,
-        }.get(request.method)
+        handler = self._handlers.get(request.method)
         if handler is None:
             await send_error(
                 send,
