@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .._errors import RunNotFound, ServerError, ServerUnavailable, StepstoneError, Unauthorized
+from .._models import Run
 
 __all__ = ["HookState", "describe_error"]
 
@@ -185,3 +186,30 @@ def backoff_delays(first: float = 0.5, cap: float = 3.0) -> Callable[[], float]:
         return delay
 
     return next_delay
+
+
+RunCallback = Callable[[Run], Any]
+
+
+class TerminalCallbacks:
+    """``on_complete`` / ``on_fail`` / ``on_cancel`` for states that follow a run; each callback is
+    called once per finished run with the run, and each registration returns its own remover."""
+
+    _callbacks_by_status: dict[str, list[RunCallback]]
+
+    def on_complete(self, callback: RunCallback) -> Callable[[], None]:
+        """Call ``callback(run)`` once when the run followed here completes."""
+        return self._add_callback("completed", callback)
+
+    def on_fail(self, callback: RunCallback) -> Callable[[], None]:
+        """Call ``callback(run)`` once when the run followed here fails."""
+        return self._add_callback("failed", callback)
+
+    def on_cancel(self, callback: RunCallback) -> Callable[[], None]:
+        """Call ``callback(run)`` once when the run followed here is cancelled."""
+        return self._add_callback("cancelled", callback)
+
+    def _add_callback(self, status: str, callback: RunCallback) -> Callable[[], None]:
+        callbacks = self._callbacks_by_status[status]
+        callbacks.append(callback)
+        return lambda: callbacks.remove(callback) if callback in callbacks else None

@@ -17,15 +17,15 @@ from typing import Any
 
 from .._errors import ServerUnavailable, StepstoneError, WaitTimeout
 from .._models import ACTIVE_STATUSES, Progress, Run, RunChange, TriggerResult
-from ._base import HookState, backoff_delays, log
-from ._run import LogEntry, RunCallback, RunState, StepView
+from ._base import HookState, RunCallback, TerminalCallbacks, backoff_delays, log
+from ._run import LogEntry, RunState, StepView
 from ._source import Source, job_name_of, source_scope
 from ._storage import Storage, default_storage
 
 __all__ = ["JobState", "use_job"]
 
 
-class JobState(HookState):
+class JobState(TerminalCallbacks, HookState):
     """The state of one job's current run, plus ``trigger`` (see :func:`use_job`)."""
 
     def __init__(
@@ -148,23 +148,6 @@ class JobState(HookState):
         self._problem = self._problem_code = None
         self._current.set_run_id(None)
         self._changed()
-
-    def on_complete(self, callback: RunCallback) -> Callable[[], None]:
-        """Call ``callback(run)`` once when the current run completes, even across a reload."""
-        return self._add_callback("completed", callback)
-
-    def on_fail(self, callback: RunCallback) -> Callable[[], None]:
-        """Call ``callback(run)`` once when the current run fails."""
-        return self._add_callback("failed", callback)
-
-    def on_cancel(self, callback: RunCallback) -> Callable[[], None]:
-        """Call ``callback(run)`` once when the current run is cancelled."""
-        return self._add_callback("cancelled", callback)
-
-    def _add_callback(self, status: str, callback: RunCallback) -> Callable[[], None]:
-        callbacks = self._callbacks_by_status[status]
-        callbacks.append(callback)
-        return lambda: callbacks.remove(callback) if callback in callbacks else None
 
     def close(self) -> None:
         self._current.close()
@@ -335,6 +318,11 @@ def use_job(
     load; ``close()`` stops everything.
     """
     return JobState(
-        source, job, initial_run_id=initial_run_id, auto_resume=auto_resume, follow_latest=follow_latest,
-        storage=storage, max_logs=max_logs,
+        source,
+        job,
+        initial_run_id=initial_run_id,
+        auto_resume=auto_resume,
+        follow_latest=follow_latest,
+        storage=storage,
+        max_logs=max_logs,
     )

@@ -19,12 +19,11 @@ from typing import Any, cast
 
 from .._errors import RunNotFound, ServerUnavailable, StepstoneError
 from .._models import ACTIVE_STATUSES, Event, Progress, Run, RunStatus
-from ._base import HookState, backoff_delays, log
+from ._base import HookState, RunCallback, TerminalCallbacks, backoff_delays, log
 from ._source import Source
 
 __all__ = ["LogEntry", "LogsState", "RunState", "StepView", "use_job_logs", "use_job_run"]
 
-RunCallback = Callable[[Run], Any]
 TerminalHook = Callable[[Run, bool], None]
 
 
@@ -42,8 +41,13 @@ class LogEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "runId": self.run_id, "level": self.level, "message": self.message,
-            "data": self.data, "step": self.step, "at": self.at,
+            "seq": self.seq,
+            "runId": self.run_id,
+            "level": self.level,
+            "message": self.message,
+            "data": self.data,
+            "step": self.step,
+            "at": self.at,
         }
 
 
@@ -58,11 +62,12 @@ class StepView:
     duration_ms: float | None = None
 
 
-class RunState(HookState):
+class RunState(TerminalCallbacks, HookState):
     """The live state of one run (see :func:`use_job_run`)."""
 
-    def __init__(self, source: Source, run_id: str | None = None, *, max_logs: int | None = None,
-                 initial: Run | None = None) -> None:
+    def __init__(
+        self, source: Source, run_id: str | None = None, *, max_logs: int | None = None, initial: Run | None = None
+    ) -> None:
         super().__init__()
         if max_logs is not None and max_logs < 1:
             raise ValueError(f"max_logs must be >= 1 or None, not {max_logs!r}")
@@ -154,23 +159,6 @@ class RunState(HookState):
         self.logs = []
         self._changed()
 
-    def on_complete(self, callback: RunCallback) -> Callable[[], None]:
-        """Call ``callback(run)`` once when the run completes while followed here."""
-        return self._add_callback("completed", callback)
-
-    def on_fail(self, callback: RunCallback) -> Callable[[], None]:
-        """Call ``callback(run)`` once when the run fails while followed here."""
-        return self._add_callback("failed", callback)
-
-    def on_cancel(self, callback: RunCallback) -> Callable[[], None]:
-        """Call ``callback(run)`` once when the run is cancelled while followed here."""
-        return self._add_callback("cancelled", callback)
-
-    def _add_callback(self, status: str, callback: RunCallback) -> Callable[[], None]:
-        callbacks = self._callbacks_by_status[status]
-        callbacks.append(callback)
-        return lambda: callbacks.remove(callback) if callback in callbacks else None
-
     def _start(self, initial: Run | None) -> None:
         if initial is not None:  # known now: show it before the first await
             self.run, self.status, self.output = initial, initial.status, initial.output
@@ -250,10 +238,17 @@ class RunState(HookState):
         if self._watch_from is not None and event.seq >= self._watch_from and not event.is_terminal:
             self._active_attempt = self._log_attempt  # it was active while we were watching
         if kind == "log:write":
-            self.logs.append(LogEntry(
-                event.seq, event.run_id, str(data.get("level", "info")), str(data.get("message", "")),
-                data.get("data"), data.get("step"), event.at,
-            ))
+            self.logs.append(
+                LogEntry(
+                    event.seq,
+                    event.run_id,
+                    str(data.get("level", "info")),
+                    str(data.get("message", "")),
+                    data.get("data"),
+                    data.get("step"),
+                    event.at,
+                )
+            )
             if self.max_logs is not None and len(self.logs) > self.max_logs:
                 del self.logs[: len(self.logs) - self.max_logs]
         elif kind.startswith("step:"):
