@@ -13,134 +13,24 @@ import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-from ._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StepstoneError, StoreError
+from ._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StoreError
 from ._liveness import FileLockLiveness, Liveness
 from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
 from ._notify import RUNS_KEY, Hub
+from ._sqlite_commit import GroupCommitMixin
+from ._sqlite_schema import MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION, progress_json, row_to_run
 from ._store import NewEvent, NewRun, RunFilter
-from ._streams_sqlite import SCHEMA_STREAMS, SqliteStreamsMixin
+from ._streams_sqlite import SqliteStreamsMixin
 from ._util import dumps, loads, now
 
-__all__ = ["SqliteStore"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 
 _HUBS: dict[str, Hub] = {}
-T = TypeVar("T")
 
 
-class _Refused(Exception):
-    """Carries a StepstoneError out of a single-op transaction so it is rolled back, then re-raised."""
-
-    def __init__(self, error: StepstoneError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-_SCHEMA_V1 = """
-CREATE TABLE runs (
-    pos INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    job_name TEXT NOT NULL,
-    job_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    input TEXT,
-    output TEXT,
-    error TEXT,
-    progress TEXT,
-    labels TEXT NOT NULL DEFAULT '{}',
-    idempotency_key TEXT,
-    concurrency_key TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1,
-    owner TEXT,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    lease_expires_at REAL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    expires_at REAL,
-    last_seq INTEGER NOT NULL DEFAULT -1,
-    version INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX runs_idempotency ON runs(job_name, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX runs_active ON runs(status, pos) WHERE status IN ('pending', 'running');
-CREATE INDEX runs_concurrency ON runs(concurrency_key, pos)
-    WHERE concurrency_key IS NOT NULL AND status IN ('pending', 'running');
-CREATE INDEX runs_job ON runs(job_name, pos);
-CREATE INDEX runs_status ON runs(status, pos);
-CREATE INDEX runs_expires ON runs(expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX runs_version ON runs(version);
-CREATE TABLE run_labels (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (run_id, key)
-) WITHOUT ROWID;
-CREATE INDEX run_labels_kv ON run_labels(key, value, run_id);
-CREATE TABLE steps (
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    output TEXT,
-    error TEXT,
-    started_at REAL NOT NULL,
-    completed_at REAL NOT NULL,
-    PRIMARY KEY (run_id, name)
-) WITHOUT ROWID;
-CREATE TABLE events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE run_tombstones (version INTEGER PRIMARY KEY, run_id TEXT NOT NULL, deleted_at REAL NOT NULL);
-INSERT INTO stepstone_meta (key, value) VALUES ('runs_version', 0);
-"""
-
-#: Forward-only migrations; index i takes the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, SCHEMA_STREAMS)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_RUN_COLUMNS = (
-    "id, job_name, job_version, status, input, output, error, progress, labels, idempotency_key, "
-    "concurrency_key, attempt, owner, epoch, lease_expires_at, created_at, updated_at, started_at, "
-    "finished_at, expires_at, last_seq, version"
-)
-
-
-def _row_to_run(row: Sequence[Any]) -> Run:
-    return Run(
-        id=row[0],
-        job_name=row[1],
-        job_version=row[2],
-        status=row[3],
-        input=loads(row[4]),
-        output=loads(row[5]),
-        error=row[6],
-        progress=Progress.from_json(loads(row[7])),
-        labels=loads(row[8]),
-        idempotency_key=row[9],
-        concurrency_key=row[10],
-        attempt=row[11],
-        owner=row[12],
-        epoch=row[13],
-        lease_expires_at=row[14],
-        created_at=row[15],
-        updated_at=row[16],
-        started_at=row[17],
-        finished_at=row[18],
-        expires_at=row[19],
-        last_seq=row[20],
-        version=row[21],
-    )
-
-
-def _progress_json(progress: Progress | None) -> str | None:
-    return None if progress is None else dumps(progress.to_json())
-
-
-class SqliteStore(SqliteStreamsMixin):
+class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
     """A store in one SQLite file. ``synchronous`` is ``"normal"`` (survives a process crash, the
     default) or ``"full"`` (also survives power loss: one fsync per write)."""
 
@@ -231,92 +121,10 @@ class SqliteStore(SqliteStreamsMixin):
             raise
         db.execute("COMMIT")
 
-    # -- group commit ----------------------------------------------------------------------------
-    async def _write(self, op: Callable[[sqlite3.Connection], T], *keys: str, sync: bool = True) -> T:
-        """Run ``op`` in the next write transaction, shared with every write queued in the same
-        event-loop tick (group commit: several executions' step commits cost one COMMIT). Each op
-        runs inside its own savepoint, so one fenced-off write fails alone. ``keys`` are published
-        once the transaction has committed. ``sync=False`` marks a write whose loss on power failure
-        is harmless (a claim or a lease renewal: the run is simply claimed again); a transaction of
-        only such writes skips the fsync even with ``synchronous=full``."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.append((op, fut, keys, sync))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush)
-        return await fut
-
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        live = [item for item in batch if not item[1].cancelled()]
-        if not live:
-            return
-        try:
-            outcomes = self._commit([item[0] for item in live], relaxed=not any(item[3] for item in live))
-        except _Refused as refused:  # the only write of this transaction was refused: rolled back
-            if not live[0][1].done():
-                live[0][1].set_exception(refused.error)
-            return
-        except Exception as exc:  # the transaction itself failed: every write in it failed
-            error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite write to {self.path!r} failed: {exc}")
-            for _, fut, _, _ in live:
-                if not fut.done():
-                    fut.set_exception(error)
-            return
-        published: set[str] = set()
-        for (_, fut, keys, _), (ok, value) in zip(live, outcomes, strict=True):
-            if ok:
-                published.update(keys)
-            if not fut.done():
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-        for key in published:
-            self._hub.publish(key)
-
-    def _commit(self, ops: list[Callable[[sqlite3.Connection], Any]], relaxed: bool) -> list[tuple[bool, Any]]:
-        """One transaction for ``ops``; each op in a savepoint unless it is alone."""
-        db = self._db
-        relaxed = relaxed and self.synchronous in ("full", "extra")
-        if relaxed:
-            db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if len(ops) == 1:
-                    outcomes = [self._attempt(db, ops[0], savepoint=False)]
-                else:
-                    outcomes = [self._attempt(db, op, savepoint=True) for op in ops]
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return outcomes
-        finally:
-            if relaxed:
-                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-
-    @staticmethod
-    def _attempt(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any], savepoint: bool) -> tuple[bool, Any]:
-        if savepoint:
-            db.execute("SAVEPOINT op")
-        try:
-            result = op(db)
-        except StepstoneError as exc:
-            if not savepoint:
-                raise _Refused(exc) from exc
-            db.execute("ROLLBACK TO op")
-            db.execute("RELEASE op")
-            return False, exc
-        if savepoint:
-            db.execute("RELEASE op")
-        return True, result
-
     # -- helpers (inside a transaction) -------------------------------------------------------
     def _load(self, db: sqlite3.Connection, run_id: str) -> Run | None:
-        row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return None if row is None else _row_to_run(row)
+        row = db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else row_to_run(row)
 
     def _next_version(self, db: sqlite3.Connection) -> int:
         row = db.execute(
@@ -343,7 +151,7 @@ class SqliteStore(SqliteStreamsMixin):
         sets = "last_seq = last_seq + ?, updated_at = COALESCE(?, updated_at)"
         if progress is not None:
             sets += ", progress = ?, version = ?"
-            params += [_progress_json(progress), self._next_version(db)]
+            params += [progress_json(progress), self._next_version(db)]
         where = "id = ?"
         params.append(run_id)
         if epoch is not None:
@@ -371,11 +179,11 @@ class SqliteStore(SqliteStreamsMixin):
         def op(db: sqlite3.Connection) -> tuple[Run, bool]:
             if run.idempotency_key is not None:
                 row = db.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_name = ? AND idempotency_key = ?",
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE job_name = ? AND idempotency_key = ?",
                     (run.job_name, run.idempotency_key),
                 ).fetchone()
                 if row is not None:
-                    return _row_to_run(row), False
+                    return row_to_run(row), False
             db.execute(
                 "INSERT INTO runs (id, job_name, job_version, status, input, labels, idempotency_key, "
                 "concurrency_key, created_at, updated_at, version) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
@@ -423,10 +231,10 @@ class SqliteStore(SqliteStreamsMixin):
         db = self._db
         total = db.execute(f"SELECT COUNT(*) FROM runs {clause}", params).fetchone()[0]
         rows = db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY pos DESC LIMIT ? OFFSET ?",
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY pos DESC LIMIT ? OFFSET ?",
             [*params, filter.limit, filter.offset],
         ).fetchall()
-        return [_row_to_run(r) for r in rows], int(total)
+        return [row_to_run(r) for r in rows], int(total)
 
     async def claim_next(
         self,
@@ -646,9 +454,9 @@ class SqliteStore(SqliteStreamsMixin):
     async def run_changes(self, after_version: int, limit: int = 100) -> list[RunChange]:
         db = self._db
         rows = db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE version > ? ORDER BY version LIMIT ?", (after_version, limit)
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE version > ? ORDER BY version LIMIT ?", (after_version, limit)
         ).fetchall()
-        changes = [RunChange(r[21], r[0], _row_to_run(r)) for r in rows]
+        changes = [RunChange(r[21], r[0], row_to_run(r)) for r in rows]
         tombs = db.execute(
             "SELECT version, run_id FROM run_tombstones WHERE version > ? ORDER BY version LIMIT ?",
             (after_version, limit),
