@@ -341,8 +341,9 @@ class Engine:
         """A page of runs, newest first; ``.total`` counts every match."""
         self._require_started()
         statuses = page_filter(status, limit, offset)
+        version = await self.store.runs_version()  # before the page: a change after it is in the feed
         runs, total = await self.store.list_runs(RunFilter(job_name, statuses, labels, limit, offset))
-        return RunList(runs, total=total, limit=limit, offset=offset)
+        return RunList(runs, total=total, limit=limit, offset=offset, version=version)
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         await self._existing(run_id)

@@ -166,13 +166,18 @@ class TriggerResult(Run):
 
 
 class RunList(list[Run]):
-    """A page of runs; a plain list that also knows the ``total`` matching the filter."""
+    """A page of runs; a plain list that also knows the ``total`` matching the filter, and the
+    run-change feed's ``version`` read just before the page: watch the feed from there and no
+    change made after the page was read can be missed."""
 
-    def __init__(self, runs: Iterable[Run] = (), *, total: int = 0, limit: int = 50, offset: int = 0):
+    def __init__(
+        self, runs: Iterable[Run] = (), *, total: int = 0, limit: int = 50, offset: int = 0, version: int = 0
+    ):
         super().__init__(runs)
         self.total = total
         self.limit = limit
         self.offset = offset
+        self.version = version
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,7 @@ def run_list_from_json(data: Any, limit: int, offset: int) -> RunList:
         total=int(data.get("total", len(runs))),
         limit=int(data.get("limit", limit)),
         offset=int(data.get("offset", offset)),
+        version=int(data.get("version", 0)),
     )
 
 

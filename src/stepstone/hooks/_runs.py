@@ -52,6 +52,10 @@ class RunsState(HookState):
         self._set_filter_fields(job_name, status, labels)
         self._dirty = asyncio.Event()
         self._loaded_once = False
+        # The feed starts at the version the server read just before a page was listed, so a
+        # change made between listing and subscribing is never missed.
+        self._listed = asyncio.Event()
+        self._list_version = 0
         self._spawn(self._loader(), "stepstone-runs-loader")
         self._feed: asyncio.Task[None] | None = None
         if live:
@@ -142,6 +146,8 @@ class RunsState(HookState):
                 self._dirty.set()
                 continue
             self.runs, self.total = list(page), page.total
+            self._list_version = page.version
+            self._listed.set()
             self._loaded_once = True
             self.is_loading = self._dirty.is_set()
             self._problem = self._problem_code = None
@@ -152,6 +158,9 @@ class RunsState(HookState):
         next_delay = backoff_delays()
         version: int | None = None
         while True:
+            if version is None:
+                await self._listed.wait()
+                version = self._list_version
             try:
                 async for change in self.source.subscribe_runs(from_version=version, job_name=self.job_name):
                     version = change.version

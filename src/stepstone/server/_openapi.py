@@ -181,7 +181,8 @@ def _paths() -> dict[str, Any]:
             ],
             "responses": {"200": _ok({"type": "object", "properties": {
                 "runs": {"type": "array", "items": _ref("Run")}, "total": {"type": "integer"},
-                "limit": {"type": "integer"}, "offset": {"type": "integer"}}}), **_COMMON_ERRORS},
+                "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                "version": {"type": "integer"}}}), **_COMMON_ERRORS},
         }},
         "/run": {
             "get": {"operationId": "getRun", "parameters": [_RUN_ID],

@@ -172,7 +172,15 @@ class Api:
             limit=limit,
             offset=offset,
         )
-        return _json({"runs": [r.to_json() for r in page], "total": page.total, "limit": limit, "offset": offset})
+        return _json(
+            {
+                "runs": [r.to_json() for r in page],
+                "total": page.total,
+                "limit": limit,
+                "offset": offset,
+                "version": page.version,
+            }
+        )
 
     async def run(self, request: Request) -> ASGIApp:
         run_id = required_str(request, "runId")
