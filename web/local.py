@@ -17,6 +17,7 @@ from pyodide.ffi import create_proxy
 
 import stepstone
 from stepstone import InvalidInput, StepstoneError
+from stepstone.hooks.dom import field_value
 
 js.window.pyodide = pyodide_js  # tests and benchmarks drive this page's Python through it
 
@@ -93,18 +94,6 @@ def fatal(message):
 
 def clock(ts):
     return str(js.Date.new(ts * 1000).toLocaleTimeString()) if ts else ""
-
-
-def number(text):
-    """A form field as a number when it reads as one; as the raw text otherwise (so the job's
-    validator names what is wrong with it)."""
-    text = str(text).strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def spawn(coro):
@@ -272,7 +261,7 @@ async def watch_runs():
 # -- actions -----------------------------------------------------------------------------------
 async def start_run():
     show("input-error", "")
-    payload = {"steps": number(el("steps-input").value), "seconds": number(el("seconds-input").value)}
+    payload = {"steps": field_value(el("steps-input").value), "seconds": field_value(el("seconds-input").value)}
     try:
         run = await DEMO.trigger(payload)
     except InvalidInput as exc:

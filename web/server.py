@@ -17,7 +17,7 @@ import pyodide_js
 from stepstone import InvalidInput
 from stepstone.client import Client
 from stepstone.hooks import use_job, use_run_actions
-from stepstone.hooks.dom import ListView, bind, element, on, progress_text, set_progress, set_text, show
+from stepstone.hooks.dom import ListView, bind, element, field_value, on, progress_text, set_progress, set_text, show
 
 js.window.pyodide = pyodide_js  # tests drive this page's Python through it
 
@@ -81,22 +81,10 @@ def render(state):
     show("cancel", state.status in ACTIVE)
 
 
-def number(text):
-    """A form field as a number when it reads as one; as the raw text otherwise (so the job's
-    validator names what is wrong with it)."""
-    text = str(text).strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 async def start(event):
     show("input-error", False)
-    payload = {"steps": number(js.document.getElementById("steps-input").value),
-               "delay": number(js.document.getElementById("delay-input").value)}
+    payload = {"steps": field_value(js.document.getElementById("steps-input").value),
+               "delay": field_value(js.document.getElementById("delay-input").value)}
     try:
         await job.trigger(payload)
     except InvalidInput as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._errors import ServerUnavailable, StepstoneError, WaitTimeout
-from .._models import ACTIVE_STATUSES, Progress, Run, RunChange, TriggerResult
+from .._models import ACTIVE_STATUSES, TERMINAL_STATUSES, Progress, Run, RunChange, TriggerResult
 from ._base import HookState, RunCallback, TerminalCallbacks, backoff_delays, log
 from ._run import LogEntry, RunState, StepView
 from ._source import Source, job_name_of, source_scope
@@ -105,7 +105,7 @@ class JobState(TerminalCallbacks, HookState):
     is_failed = property(lambda self: self.status == "failed")
     is_cancelled = property(lambda self: self.status == "cancelled")
     is_active = property(lambda self: self.status in ACTIVE_STATUSES)
-    is_terminal = property(lambda self: self.status in ("completed", "failed", "cancelled"))
+    is_terminal = property(lambda self: self.status in TERMINAL_STATUSES)
 
     # -- actions ---------------------------------------------------------------------------------
     async def trigger(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .._errors import RunNotFound, ServerUnavailable, StepstoneError
-from .._models import ACTIVE_STATUSES, Event, Progress, Run, RunStatus
+from .._models import ACTIVE_STATUSES, TERMINAL_STATUSES, Event, Progress, Run, RunStatus
 from ._base import HookState, RunCallback, TerminalCallbacks, backoff_delays, log
 from ._source import Source
 
@@ -132,7 +132,7 @@ class RunState(TerminalCallbacks, HookState):
     is_cancelled = property(lambda self: self.status == "cancelled", doc="The run was cancelled.")
     is_active = property(lambda self: self.status in ACTIVE_STATUSES, doc="Pending or running.")
     is_terminal = property(
-        lambda self: self.status in ("completed", "failed", "cancelled"), doc="Completed, failed or cancelled."
+        lambda self: self.status in TERMINAL_STATUSES, doc="Completed, failed or cancelled."
     )
 
     # -- control ---------------------------------------------------------------------------------

@@ -31,7 +31,18 @@ from typing import Any, Generic, TypeVar
 from .._models import Progress
 from ._base import HookState
 
-__all__ = ["ListView", "bind", "element", "get_element", "on", "progress_text", "set_progress", "set_text", "show"]
+__all__ = [
+    "ListView",
+    "bind",
+    "element",
+    "field_value",
+    "get_element",
+    "on",
+    "progress_text",
+    "set_progress",
+    "set_text",
+    "show",
+]
 
 log = logging.getLogger("stepstone.hooks")
 
@@ -81,6 +92,18 @@ def show(target: Any, visible: bool) -> None:
     node = get_element(target)
     if bool(node.hidden) == bool(visible):
         node.hidden = not visible
+
+
+def field_value(text: Any) -> int | float | str:
+    """A form field as a number when it reads as one, else the raw text (so the job's validator,
+    not the page, names what is wrong with it)."""
+    raw = str(text).strip()
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def progress_text(progress: Progress | None) -> str:
