@@ -419,6 +419,30 @@ def decide_append(
     return _Commit(data, new_state, req.stream_seq, req.close, closed_by)
 
 
+def committed(info: StreamInfo, decision: _Commit, tail: Offset, now: float) -> StreamInfo:
+    """``info`` after ``decision`` was written with the new ``tail`` (built directly, not with
+    ``dataclasses.replace``: this is every append's path, in every store)."""
+    return StreamInfo(
+        id=info.id,
+        path=info.path,
+        content_type=info.content_type,
+        tail=tail,
+        closed=info.closed or decision.close,
+        ttl=info.ttl,
+        expires_at=info.expires_at,
+        created_at=info.created_at,
+        accessed_at=now,
+        fork_of=info.fork_of,
+        fork_from=info.fork_from,
+        fork_offset=info.fork_offset,
+        fork_sub_offset=info.fork_sub_offset,
+        refcount=info.refcount,
+        deleted=info.deleted,
+        closed_by=decision.closed_by if decision.close else info.closed_by,
+        last_stream_seq=decision.stream_seq if decision.stream_seq is not None else info.last_stream_seq,
+    )
+
+
 def _check_producer(
     info: StreamInfo, producer: ProducerState | None, p: ProducerRef, now: float
 ) -> ProducerState | AppendResult:

@@ -26,6 +26,7 @@ from ._stream_store import (
     StreamInfo,
     StreamNotFound,
     check_fork_offset,
+    committed,
     decide_append,
     flatten_json,
     initial_records,
@@ -219,27 +220,7 @@ class MemoryStreamsMixin:
             log.data.append(decision.data)
         if decision.producer_state is not None and req.producer is not None:
             log.producers[req.producer.id] = decision.producer_state
-        info = self._ds_put(
-            StreamInfo(  # built directly, not with dataclasses.replace: this is every append's path
-                id=info.id,
-                path=info.path,
-                content_type=info.content_type,
-                tail=tail,
-                closed=info.closed or decision.close,
-                ttl=info.ttl,
-                expires_at=info.expires_at,
-                created_at=info.created_at,
-                accessed_at=now,
-                fork_of=info.fork_of,
-                fork_from=info.fork_from,
-                fork_offset=info.fork_offset,
-                fork_sub_offset=info.fork_sub_offset,
-                refcount=info.refcount,
-                deleted=info.deleted,
-                closed_by=decision.closed_by if decision.close else info.closed_by,
-                last_stream_seq=decision.stream_seq if decision.stream_seq is not None else info.last_stream_seq,
-            )
-        )
+        info = self._ds_put(committed(info, decision, tail, now))
         self._hub.publish(stream_key(info.id))
         p = req.producer
         return AppendResult(

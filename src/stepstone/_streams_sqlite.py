@@ -5,8 +5,10 @@ a stream sit together and no second index is kept); a read from an offset is a r
 so it costs O(log n + k) however long the stream is. An append — the record, the stream's new
 tail, the producer's ``(epoch, seq)`` and ``Stream-Seq`` — commits in one ``BEGIN IMMEDIATE``
 transaction before it is acknowledged: a crash never leaves a producer state that disagrees with
-the data. The first append of an event-loop tick commits at once; appends arriving later in the
-same tick (concurrent requests) share the next transaction (group commit: one COMMIT for many).
+the data. Appends made in one event-loop tick (concurrent requests) share one transaction,
+committed at the start of the next tick (group commit: one COMMIT for many), and an append reads
+nothing back: the stream's row and its producers' state are cached from this connection's own
+commits while no other connection writes the file.
 
 Wake-ups go through the store's per-file Hub, so waiters in this process wake at once; appends
 made by another process are seen when a waiter's timeout runs out. Stdlib only (sqlite3); must
@@ -19,6 +21,7 @@ import asyncio
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StepstoneError, StoreError
@@ -38,6 +41,7 @@ from ._stream_store import (
     StreamInfo,
     StreamNotFound,
     check_fork_offset,
+    committed,
     decide_append,
     flatten_json,
     initial_records,
@@ -146,7 +150,10 @@ class SqliteStreamsMixin:
 
     def _init_streams(self) -> None:
         self._ds_queue: list[tuple[str, AppendRequest, float, asyncio.Future[AppendResult]]] = []
-        self._ds_tick_busy = False
+        self._ds_infos: dict[str, StreamInfo] = {}
+        self._ds_producers: dict[tuple[int, str], ProducerState | None] = {}
+        self._ds_cache_db: sqlite3.Connection | None = None
+        self._ds_cache_version = -1
 
     # -- helpers (inside a transaction unless said otherwise) ------------------------------------
     def _ds_by_path(self, db: sqlite3.Connection, path: str) -> StreamInfo | None:
@@ -242,6 +249,7 @@ class SqliteStreamsMixin:
         published: list[int] = []
         error: StreamError | None = None
         result: CreateResult | None = None
+        self._ds_forget()
         with self._tx() as db:
             existing = self._ds_fetch(db, new.path, now, published)
             source: StreamInfo | None = None
@@ -322,12 +330,14 @@ class SqliteStreamsMixin:
         if info is None or info.deleted or not info.is_expired(now):
             return info
         published: list[int] = []
+        self._ds_forget()
         with self._tx() as db:
             info = self._ds_fetch(db, path, now, published)
         self._ds_publish(published)
         return info
 
     async def stream_touch(self, stream_id: int, now: float) -> None:
+        self._ds_forget()
         with self._tx() as db:
             db.execute("UPDATE streams SET accessed_at = ? WHERE id = ? AND ttl IS NOT NULL", (now, stream_id))
 
@@ -337,37 +347,33 @@ class SqliteStreamsMixin:
         queue = self._ds_queue
         queue.append((path, req, now, fut))
         if len(queue) == 1:
-            if self._ds_tick_busy:  # another append already committed in this loop tick: group the rest
-                loop.call_soon(self._ds_flush)
-            else:  # the first append of this tick commits now (no added latency when appends are sequential)
-                self._ds_tick_busy = True
-                loop.call_soon(self._ds_tick_end)
-                self._ds_flush()
+            loop.call_soon(self._ds_flush)
         return await fut
-
-    def _ds_tick_end(self) -> None:
-        self._ds_tick_busy = False
 
     def _ds_flush(self) -> None:
         """Commit every append queued in this loop tick in one ``BEGIN IMMEDIATE`` transaction
         (group commit: concurrent appends, to one stream or many, share a COMMIT), then answer
-        each. A refused append writes nothing (the rules decide before any write), so it needs
-        no savepoint; if the transaction itself fails, every append in it fails and none is
-        acknowledged."""
+        each. A refused append writes nothing (the rules decide before any write); the batch's
+        writes are coalesced (one UPDATE per stream, one INSERT statement for all records). If
+        the transaction itself fails, every append in it fails and none is acknowledged."""
         batch, self._ds_queue = self._ds_queue, []
         live = [item for item in batch if not item[3].cancelled()]
         if not live:
             return
         published: list[int] = []
         outcomes: list[AppendResult | StepstoneError] = []
+        work = _Batch()
         try:
             with self._tx() as db:
+                self._ds_check_cache(db)
                 for path, req, now, _ in live:
                     try:
-                        outcomes.append(self._ds_append_op(db, path, req, now, published))
+                        outcomes.append(self._ds_append_op(db, work, path, req, now, published))
                     except (StreamError, ProducerFenced) as refused:
                         outcomes.append(refused)
+                work.write(db)
         except Exception as exc:  # the transaction failed: nothing in it was committed
+            self._ds_forget()  # (the cache may hold part of it)
             error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite append to {self.path!r} failed: {exc}")
             for item in live:
                 if not item[3].done():
@@ -375,6 +381,7 @@ class SqliteStreamsMixin:
             return
         finally:
             self._ds_publish(published)
+        self._ds_remember(work)
         for (_, _, _, fut), outcome in zip(live, outcomes, strict=True):
             if fut.done():
                 continue
@@ -383,60 +390,94 @@ class SqliteStreamsMixin:
             else:
                 fut.set_exception(outcome)
 
+    # -- the append cache ------------------------------------------------------------------------
+    # An append needs the stream's row and its producer's state. Both are kept from this
+    # connection's last commits, so a steady stream of appends reads nothing back: the cache holds
+    # while no other connection has written the file (``PRAGMA data_version``, read inside the
+    # write transaction, is unchanged) and is dropped by every other stream write made here.
+    def _ds_check_cache(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if db is not self._ds_cache_db or version != self._ds_cache_version:
+            self._ds_forget()
+            self._ds_cache_db, self._ds_cache_version = db, version
+
+    def _ds_forget(self) -> None:
+        self._ds_infos.clear()
+        self._ds_producers.clear()
+
+    def _ds_remember(self, work: _Batch) -> None:
+        if len(self._ds_infos) + len(work.infos) > _CACHE_SIZE:
+            self._ds_infos.clear()
+        if len(self._ds_producers) + len(work.producers) > _CACHE_SIZE:
+            self._ds_producers.clear()
+        self._ds_infos.update(work.infos)
+        self._ds_producers.update(work.producers)
+
+    def _ds_info_for_append(
+        self, db: sqlite3.Connection, work: _Batch, path: str, now: float, published: list[int]
+    ) -> StreamInfo | None:
+        info = work.infos.get(path) or self._ds_infos.get(path)
+        if info is not None and not info.deleted and not info.is_expired(now):
+            return info
+        # Not known, or known to need the expiry rules: read it. The batch's writes go first (so
+        # a removal sees them) and are remembered as if committed (a failed commit forgets all).
+        work.write(db)
+        self._ds_remember(work)
+        work.infos.clear()
+        work.producers.clear()
+        before = len(published)
+        info = self._ds_fetch(db, path, now, published)
+        if len(published) != before:  # a stream was removed: forget everything it may touch
+            self._ds_forget()
+        if info is not None:
+            work.infos[path] = info
+        return info
+
+    def _ds_producer(
+        self, db: sqlite3.Connection, work: _Batch, stream_id: int, producer_id: str
+    ) -> ProducerState | None:
+        key = (stream_id, producer_id)
+        if key in work.producers:
+            return work.producers[key]
+        if key in self._ds_producers:
+            return self._ds_producers[key]
+        row = db.execute(
+            "SELECT epoch, last_seq, updated_at FROM stream_producers WHERE stream_id = ? AND producer_id = ?", key
+        ).fetchone()
+        state = None if row is None else ProducerState(row[0], row[1], row[2])
+        self._ds_producers[key] = state
+        return state
+
     def _ds_append_op(
-        self, db: sqlite3.Connection, path: str, req: AppendRequest, now: float, published: list[int]
+        self, db: sqlite3.Connection, work: _Batch, path: str, req: AppendRequest, now: float, published: list[int]
     ) -> AppendResult:
         """One append inside the batch's transaction; a refusal raises before anything is written."""
-        info = self._ds_fetch(db, path, now, published)
+        info = self._ds_info_for_append(db, work, path, now, published)
         if info is None:
             raise StreamNotFound(f"no stream at {path!r}")
         if info.deleted:
             raise StreamGone(f"the stream at {path!r} was deleted")
-        outcome = self._ds_append(db, info, req, now)
-        if outcome.appended or (outcome.closed and not info.closed):
-            published.append(info.id)
-        return outcome
-
-    def _ds_append(self, db: sqlite3.Connection, info: StreamInfo, req: AppendRequest, now: float) -> AppendResult:
-        state: ProducerState | None = None
         p = req.producer
-        if p is not None:
-            row = db.execute(
-                "SELECT epoch, last_seq, updated_at FROM stream_producers WHERE stream_id = ? AND producer_id = ?",
-                (info.id, p.id),
-            ).fetchone()
-            state = None if row is None else ProducerState(row[0], row[1], row[2])
+        state = None if p is None else self._ds_producer(db, work, info.id, p.id)
         decision = decide_append(info, state, req, now)
         if isinstance(decision, AppendResult):
             if info.ttl is not None:
-                db.execute("UPDATE streams SET accessed_at = ? WHERE id = ?", (now, info.id))
+                work.touch(replace(info, accessed_at=now))
             return decision
         tail = info.tail
         if decision.data:
             tail = next_tail(tail, decision.data)
             if tail[0] > _MAX_SEQ:
                 raise StreamConflict(f"stream {info.path!r} holds the most appends a stream can ({_MAX_SEQ})")
-            db.execute(
-                "INSERT INTO stream_records (key, pos, data) VALUES (?, ?, ?)",
-                (_key(info.id, tail[0]), tail[1], decision.data),
-            )
-        closed = info.closed or decision.close
-        db.execute(
-            "UPDATE streams SET tail_seq = ?, tail_pos = ?, accessed_at = ?, closed = ?, "
-            "closed_by = COALESCE(?, closed_by), last_stream_seq = COALESCE(?, last_stream_seq) WHERE id = ?",
-            (tail[0], tail[1], now, int(closed), decision.closed_by, decision.stream_seq, info.id),
-        )
+            work.records.append((_key(info.id, tail[0]), tail[1], decision.data))
+        work.touch(committed(info, decision, tail, now))
         if decision.producer_state is not None and p is not None:
-            s = decision.producer_state
-            db.execute(
-                "INSERT INTO stream_producers (stream_id, producer_id, epoch, last_seq, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream_id, producer_id) DO UPDATE SET "
-                "epoch = excluded.epoch, last_seq = excluded.last_seq, updated_at = excluded.updated_at",
-                (info.id, p.id, s.epoch, s.last_seq, s.updated_at),
-            )
+            work.producers[(info.id, p.id)] = decision.producer_state
+        if decision.data or (decision.close and not info.closed):
+            published.append(info.id)
         return AppendResult(
             tail,
-            closed,
+            info.closed or decision.close,
             producer_epoch=None if p is None else p.epoch,
             producer_seq=None if p is None else p.seq,
             appended=bool(decision.data),
@@ -468,6 +509,7 @@ class SqliteStreamsMixin:
         published: list[int] = []
         missing: StreamError | None = None
         removed = False
+        self._ds_forget()
         with self._tx() as db:
             info = self._ds_fetch(db, path, now, published)
             if info is None:
@@ -484,6 +526,7 @@ class SqliteStreamsMixin:
     async def stream_sweep(self, now: float) -> int:
         published: list[int] = []
         count = 0
+        self._ds_forget()
         with self._tx() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM streams WHERE deleted = 0 AND (expires_ts <= ? OR accessed_at + ttl <= ?)",
@@ -500,3 +543,46 @@ class SqliteStreamsMixin:
     async def stream_paths(self, now: float) -> list[str]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM streams WHERE deleted = 0 ORDER BY path").fetchall()
         return [info.path for info in map(_info, rows) if not info.is_expired(now)]
+
+
+_CACHE_SIZE = 4096
+
+
+class _Batch:
+    """The writes of one group-committed batch of appends, coalesced until its end: every record
+    in one INSERT statement, each touched stream's row and producer's state written once."""
+
+    __slots__ = ("dirty", "infos", "producers", "records")
+
+    def __init__(self) -> None:
+        self.infos: dict[str, StreamInfo] = {}  # path → the stream as this batch leaves it
+        self.dirty: dict[int, StreamInfo] = {}  # stream id → its row, still to write
+        self.producers: dict[tuple[int, str], ProducerState] = {}  # new producer states
+        self.records: list[tuple[int, int, bytes]] = []  # still to write
+
+    def touch(self, info: StreamInfo) -> None:
+        self.infos[info.path] = info
+        self.dirty[info.id] = info
+
+    def write(self, db: sqlite3.Connection) -> None:
+        """Write what is pending (inside the batch's transaction)."""
+        if self.records:
+            db.executemany("INSERT INTO stream_records (key, pos, data) VALUES (?, ?, ?)", self.records)
+            self.records = []
+        if self.dirty:
+            db.executemany(
+                "UPDATE streams SET tail_seq = ?, tail_pos = ?, accessed_at = ?, closed = ?, closed_by = ?, "
+                "last_stream_seq = ? WHERE id = ?",
+                [
+                    (i.tail[0], i.tail[1], i.accessed_at, int(i.closed), i.closed_by, i.last_stream_seq, i.id)
+                    for i in self.dirty.values()
+                ],
+            )
+            self.dirty = {}
+        if self.producers:
+            db.executemany(
+                "INSERT INTO stream_producers (stream_id, producer_id, epoch, last_seq, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream_id, producer_id) DO UPDATE SET "
+                "epoch = excluded.epoch, last_seq = excluded.last_seq, updated_at = excluded.updated_at",
+                [(sid, pid, st.epoch, st.last_seq, st.updated_at) for (sid, pid), st in self.producers.items()],
+            )
