@@ -1,13 +1,16 @@
 """Benchmark the Durable Streams server against the reference Node server, in one run.
 
-    .venv/bin/python bench/streams.py                 # stepstone (SQLite) vs reference (memory)
-    .venv/bin/python bench/streams.py --appends 5000 --also-memory
-    .venv/bin/python bench/streams.py --only-appends --also-memory   # just the three append metrics
+    .venv/bin/python bench/streams.py                  # all five servers, all metrics
+    .venv/bin/python bench/streams.py --only-appends   # just the three append metrics
+    .venv/bin/python bench/streams.py --quick          # stepstone (SQLite) vs reference (memory) only
 
-Starts a real ``stepstone serve`` (a temporary SQLite file) and the reference server
-(``@durable-streams/server`` installed in ``bench/reference/``, in memory, ``bench/reference/server.mjs``), both
-on 127.0.0.1, and drives each the same way from this process over raw keep-alive HTTP/1.1 sockets
-(cheap, so the client does not hide the servers' differences). Measures, per server:
+Starts, all on 127.0.0.1: ``stepstone serve`` on a temporary SQLite file at its default
+(``synchronous=normal``: survives a process crash, no fsync), on SQLite with ``synchronous=full``
+(an fsync per commit: survives power loss) and on the memory store; and the reference server
+(``@durable-streams/server``, installed in ``bench/reference/``, ``bench/reference/server.mjs``)
+in memory and on its file store (LMDB + segment files, an fdatasync per append). Drives each the
+same way from this process over raw keep-alive HTTP/1.1 sockets (cheap, so the client does not
+hide the servers' differences). Measures, per server:
 
 * sequential appends/s: one connection, one 100-byte JSON append at a time;
 * 8 in flight: eight connections appending at once;
@@ -19,10 +22,12 @@ on 127.0.0.1, and drives each the same way from this process over raw keep-alive
 * delivery latency: an append is sent every 2 ms; the time from sending it to its arrival at the
   SSE reader (p50 / p99).
 
-All servers run at once and each round visits them in turn; the best figure of ``--repeat`` rounds
-counts (this machine is shared, and noise only ever makes a figure worse). Prints a table with
-the ratio stepstone / reference (for latency: reference / stepstone, so > 1 means stepstone is
-better everywhere). Bounded in time; stops every server by PID.
+A throughput test stops after ``--appends`` appends or 10 s. All servers run at once and each
+round visits them in turn; the best figure of ``--repeat`` rounds counts (this machine is shared,
+and noise only ever makes a figure worse). Prints a table with ratios like for like (memory
+against memory, fsync per commit against fsync per append) and SQLite's default against the
+reference in memory (for latency: reference / stepstone, so > 1 means stepstone is better
+everywhere). Bounded in time; stops every server by PID.
 """
 
 from __future__ import annotations
@@ -137,34 +142,48 @@ async def _create(port: int, path: str) -> None:
     assert status in (200, 201), status
 
 
-async def sequential(port: int, path: str, n: int) -> float:
+#: A throughput measurement stops after its appends or this many seconds, whichever comes first
+#: (a server that fsyncs every append would otherwise take minutes).
+BUDGET = 10.0
+
+
+async def sequential(port: int, path: str, n: int, budget: float = BUDGET) -> float:
     await _create(port, path)
     conn = await Conn(port).open()
     started = time.perf_counter()
-    for i in range(n):
-        status, _, _ = await conn.request("POST", path, _body(i), JSON)
+    deadline = started + budget
+    done = 0
+    while done < n and (done % 100 or time.perf_counter() < deadline):
+        status, _, _ = await conn.request("POST", path, _body(done), JSON)
         assert status == 204, status
+        done += 1
     elapsed = time.perf_counter() - started
     conn.close()
-    return n / elapsed
+    return done / elapsed
 
 
-async def in_flight(port: int, path: str, n: int, width: int = 8) -> float:
+async def in_flight(port: int, path: str, n: int, width: int = 8, budget: float = BUDGET) -> float:
     await _create(port, path)  # (an existing stream is fine: PUT is idempotent)
     conns = [await Conn(port).open() for _ in range(width)]
     counter = iter(range(n))
+    started = time.perf_counter()
+    deadline = started + budget
+    done = 0
 
     async def worker(conn: Conn) -> None:
+        nonlocal done
         for i in counter:
             status, _, _ = await conn.request("POST", path, _body(i), JSON)
             assert status == 204, status
+            done += 1
+            if time.perf_counter() > deadline:
+                return
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))
     elapsed = time.perf_counter() - started
     for c in conns:
         c.close()
-    return n / elapsed
+    return done / elapsed
 
 
 async def producer(base: str, path: str, n: int) -> float:
@@ -219,21 +238,22 @@ class SSEReader:
         self.conn.close()
 
 
-async def with_reader(port: int, path: str, n: int, prefill: int) -> float:
-    if prefill:
-        await in_flight(port, path, prefill)  # history (one record per append) the reader does not need
+async def with_reader(port: int, path: str, n: int, budget: float = BUDGET) -> float:
     conn = await Conn(port).open()
     reader = SSEReader(port, path, "now")
     await reader.start()
     started = time.perf_counter()
-    for i in range(n):
-        status, _, _ = await conn.request("POST", path, _body(i), JSON)
+    deadline = started + budget
+    done = 0
+    while done < n and (done % 100 or time.perf_counter() < deadline):
+        status, _, _ = await conn.request("POST", path, _body(done), JSON)
         assert status == 204, status
+        done += 1
     elapsed = time.perf_counter() - started
-    await reader.wait_for(n, 120)
+    await reader.wait_for(done, 120)
     reader.stop()
     conn.close()
-    return n / elapsed
+    return done / elapsed
 
 
 async def latency(port: int, path: str, n: int, interval: float = 0.002) -> tuple[float, float]:
@@ -298,6 +318,19 @@ def start_stepstone(store: str, name: str, src: str | None = None) -> Server:
     return Server(name, port, proc)
 
 
+def start_floor() -> Server:
+    """``bench/floor_app.py`` on uvicorn (uvloop + httptools, as ``stepstone serve`` runs)."""
+    port = _free_port()
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "python"), "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_port(port, proc)
+    return Server(FLOOR, port, proc)
+
+
+FLOOR = "floor (empty ASGI app)"
 REFERENCE = ROOT / "bench" / "reference"
 
 
@@ -339,10 +372,12 @@ async def measure_round(
     out: dict[str, float] = {}
     out["sequential appends/s"] = await sequential(server.port, f"/v1/stream/seq-{tag}", n)
     out["appends/s, 8 in flight"] = await in_flight(server.port, f"/v1/stream/par-{tag}", n)
+    if server.name == FLOOR:  # it only answers plain appends
+        return out
     out["producer msgs/s (batched)"] = await producer(server.base, f"/v1/stream/prod-{tag}", n * 10)
     if only_appends:
         return out
-    out["appends/s, live reader"] = await with_reader(server.port, live_path, n, 0)
+    out["appends/s, live reader"] = await with_reader(server.port, live_path, n)
     p50, p99 = await latency(server.port, f"/v1/stream/lat-{tag}", latency_samples)
     out["delivery p50 ms"] = p50
     out["delivery p99 ms"] = p99
@@ -355,8 +390,10 @@ async def run_all(servers: list[Server], args: argparse.Namespace) -> dict[str, 
     live: dict[str, str] = {}
     for server in servers:
         live[server.name] = f"/v1/stream/live-{time.time_ns()}"
-        if not args.only_appends:
-            await in_flight(server.port, live[server.name], args.prefill)  # one record per append
+        if not args.only_appends and server.name != FLOOR:
+            # History the reader does not need, one record per append; 64 in flight, so a server
+            # that fsyncs every append (sharing one fsync among concurrent appends) fills it in time.
+            await in_flight(server.port, live[server.name], args.prefill, width=64, budget=600)
     best: dict[str, dict[str, float]] = {s.name: {} for s in servers}
     for _ in range(args.repeat):
         for server in servers:
@@ -370,10 +407,17 @@ async def run_all(servers: list[Server], args: argparse.Namespace) -> dict[str, 
     return best
 
 
-def _short(name: str) -> str:
-    """``stepstone (sqlite)`` → ``(sqlite)``; ``baseline (sqlite)`` → ``base (sqlite)``."""
-    who, store = name.split()[0], name.split()[-1]
-    return store if who == "stepstone" else f"{who[:4]} {store}"
+#: Ratio columns: (ours, theirs, label). Like for like: memory against memory, and SQLite with an
+#: fsync per commit (``synchronous=full``) against the reference's file store (an fdatasync per
+#: append); plus SQLite at its default (crash-safe, no fsync) against the fastest reference.
+PAIRS = [
+    ("stepstone (sqlite)", "reference (memory)", "sqlite/ref mem"),
+    ("stepstone (sqlite)", "reference (file)", "sqlite/ref file"),
+    ("stepstone (sqlite full)", "reference (file)", "full/ref file"),
+    ("stepstone (memory)", "reference (memory)", "memory/ref mem"),
+    ("baseline (sqlite)", "reference (memory)", "base/ref mem"),
+    ("floor (empty ASGI app)", "reference (memory)", "floor/ref mem"),
+]
 
 
 def main() -> None:
@@ -381,7 +425,17 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=10_000, help="appends per throughput test (default 10,000)")
     parser.add_argument("--latency-samples", type=int, default=2000)
     parser.add_argument("--prefill", type=int, default=50_000, help="messages already in the live-reader stream")
-    parser.add_argument("--also-memory", action="store_true", help="also measure stepstone on the memory store")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only stepstone on SQLite and the reference in memory (no memory store, no fsync-per-append servers)",
+    )
+    parser.add_argument("--also-memory", action="store_true", help=argparse.SUPPRESS)  # the default now
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure bench/floor_app.py (an empty ASGI app on uvicorn): the most any Python app can do here",
+    )
     parser.add_argument(
         "--only-appends",
         action="store_true",
@@ -398,14 +452,20 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="stepstone-bench-streams-")
     starters: list[Callable[[], Server]] = [lambda: start_stepstone(f"sqlite:///{tmp}/bench.db", "stepstone (sqlite)")]
+    if not args.quick:
+        starters.append(
+            lambda: start_stepstone(f"sqlite:///{tmp}/full.db?synchronous=full", "stepstone (sqlite full)")
+        )
+        starters.append(lambda: start_stepstone("memory:", "stepstone (memory)"))
     if args.baseline_src:
         base_src = str(Path(args.baseline_src).resolve())
         starters.append(lambda: start_stepstone(f"sqlite:///{tmp}/baseline.db", "baseline (sqlite)", base_src))
-    if args.also_memory:
-        starters.append(lambda: start_stepstone("memory:", "stepstone (memory)"))
-        if args.baseline_src:
-            starters.append(lambda: start_stepstone("memory:", "baseline (memory)", base_src))
+    if args.floor:
+        starters.append(start_floor)
     starters.append(start_reference)
+    if not args.quick:
+        os.makedirs(f"{tmp}/reference")
+        starters.append(lambda: start_reference(f"{tmp}/reference"))
     servers: list[Server] = []
     try:
         for start in starters:
@@ -417,24 +477,25 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     names = list(results)
-    ref = names[-1]
+    pairs = [(a, b, label) for a, b, label in PAIRS if a in results and b in results]
     metrics = APPEND_METRICS if args.only_appends else METRICS
     width = max(len(m) for m in metrics) + 2
-    header = (
-        f"{'':<{width}}"
-        + "".join(f"{n:>22}" for n in names)
-        + "".join(f"{'ratio ' + _short(n):>22}" for n in names[:-1])
-    )
-    print(f"Durable Streams: {args.appends} appends per throughput test, live-reader stream pre-filled with "
-          f"{args.prefill} appends, {args.latency_samples} latency samples, best of {args.repeat} rounds; "
-          f"{os.cpu_count()} CPUs; ratios > 1 favour stepstone")  # fmt: skip
-    print(header)
+    col = max(16, *(len(n) + 2 for n in names))
+    print(f"Durable Streams: up to {args.appends} appends (or {BUDGET:.0f} s) per throughput test, live-reader "
+          f"stream pre-filled with {args.prefill} appends, {args.latency_samples} latency samples, best of "
+          f"{args.repeat} rounds; {os.cpu_count()} CPUs; ratios > 1 favour stepstone")  # fmt: skip
+    print(f"{'':<{width}}" + "".join(f"{n:>{col}}" for n in names) + "".join(f"{p[2]:>16}" for p in pairs))
     for metric in metrics:
-        row = f"{metric:<{width}}" + "".join(f"{results[n][metric]:>22,.2f}" for n in names)
-        for n in names[:-1]:
-            ours, theirs = results[n][metric], results[ref][metric]
+        row = f"{metric:<{width}}" + "".join(
+            f"{results[n][metric]:>{col},.2f}" if metric in results[n] else f"{'-':>{col}}" for n in names
+        )
+        for ours_name, theirs_name, _ in pairs:
+            if metric not in results[ours_name]:
+                row += f"{'-':>16}"
+                continue
+            ours, theirs = results[ours_name][metric], results[theirs_name][metric]
             ratio = theirs / ours if metric.endswith(" ms") else ours / theirs
-            row += f"{ratio:>21.2f}x"
+            row += f"{ratio:>15.2f}x"
         print(row)
 
 
