@@ -165,7 +165,8 @@ def cmd_test(args: list[str]) -> int:
 
 def cmd_bench(args: list[str]) -> int:
     ensure_venv("test")
-    scripts = args or [str(p.relative_to(ROOT)) for p in sorted((ROOT / "bench").glob("*.py"))]
+    found = sorted((ROOT / "bench").glob("*.py"))
+    scripts = args or [str(p.relative_to(ROOT)) for p in found if not p.name.startswith("_")]  # _x.py: helpers
     for script in scripts:
         run(PY, script)
     return 0

@@ -319,10 +319,10 @@ def start_stepstone(store: str, name: str, src: str | None = None) -> Server:
 
 
 def start_floor() -> Server:
-    """``bench/floor_app.py`` on uvicorn (uvloop + httptools, as ``stepstone serve`` runs)."""
+    """``bench/_floor_app.py`` on uvicorn (uvloop + httptools, as ``stepstone serve`` runs)."""
     port = _free_port()
     cmd = [
-        str(ROOT / ".venv" / "bin" / "python"), "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
+        str(ROOT / ".venv" / "bin" / "python"), "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "_floor_app:app",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -434,7 +434,7 @@ def main() -> None:
     parser.add_argument(
         "--floor",
         action="store_true",
-        help="also measure bench/floor_app.py (an empty ASGI app on uvicorn): the most any Python app can do here",
+        help="also measure bench/_floor_app.py (an empty ASGI app on uvicorn): the most any Python app can do here",
     )
     parser.add_argument(
         "--only-appends",
