@@ -104,6 +104,9 @@ _MAX_SEQ = (1 << _SEQ_BITS) - 1
 _MAX_STREAM_ID = (1 << 30) - 1
 
 
+_INSERT_RECORDS = "INSERT INTO stream_records (key, pos, data) VALUES (?, ?, ?)"
+
+
 def _key(stream_id: int, seq: int) -> int:
     return (stream_id << _SEQ_BITS) | seq
 
@@ -239,18 +242,14 @@ class SqliteStreamsMixin:
             cur.close()
 
     def _ds_insert(self, db: sqlite3.Connection, sid: int, records: list[Record]) -> None:
-        db.executemany(
-            "INSERT INTO stream_records (key, pos, data) VALUES (?, ?, ?)",
-            [(_key(sid, r.end[0]), r.end[1], r.data) for r in records],
-        )
+        db.executemany(_INSERT_RECORDS, [(_key(sid, r.end[0]), r.end[1], r.data) for r in records])
 
     # -- protocol ------------------------------------------------------------------------------
     async def stream_create(self, new: NewStream, now: float) -> CreateResult:
         published: list[int] = []
         error: StreamError | None = None
         result: CreateResult | None = None
-        self._ds_forget()
-        with self._tx() as db:
+        with self._ds_write() as db:
             existing = self._ds_fetch(db, new.path, now, published)
             source: StreamInfo | None = None
             if new.fork_from is not None:
@@ -330,15 +329,13 @@ class SqliteStreamsMixin:
         if info is None or info.deleted or not info.is_expired(now):
             return info
         published: list[int] = []
-        self._ds_forget()
-        with self._tx() as db:
+        with self._ds_write() as db:
             info = self._ds_fetch(db, path, now, published)
         self._ds_publish(published)
         return info
 
     async def stream_touch(self, stream_id: int, now: float) -> None:
-        self._ds_forget()
-        with self._tx() as db:
+        with self._ds_write() as db:
             db.execute("UPDATE streams SET accessed_at = ? WHERE id = ? AND ttl IS NOT NULL", (now, stream_id))
 
     async def stream_append(self, path: str, req: AppendRequest, now: float) -> AppendResult:
@@ -400,6 +397,12 @@ class SqliteStreamsMixin:
         if db is not self._ds_cache_db or version != self._ds_cache_version:
             self._ds_forget()
             self._ds_cache_db, self._ds_cache_version = db, version
+
+    def _ds_write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The transaction of a stream write other than an append (create, delete, expiry, touch):
+        it drops the append cache first, since the cache only follows appends."""
+        self._ds_forget()
+        return self._tx()
 
     def _ds_forget(self) -> None:
         self._ds_infos.clear()
@@ -509,8 +512,7 @@ class SqliteStreamsMixin:
         published: list[int] = []
         missing: StreamError | None = None
         removed = False
-        self._ds_forget()
-        with self._tx() as db:
+        with self._ds_write() as db:
             info = self._ds_fetch(db, path, now, published)
             if info is None:
                 missing = StreamNotFound(f"no stream at {path!r}")
@@ -526,8 +528,7 @@ class SqliteStreamsMixin:
     async def stream_sweep(self, now: float) -> int:
         published: list[int] = []
         count = 0
-        self._ds_forget()
-        with self._tx() as db:
+        with self._ds_write() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM streams WHERE deleted = 0 AND (expires_ts <= ? OR accessed_at + ttl <= ?)",
                 (now, now),
@@ -567,7 +568,7 @@ class _Batch:
     def write(self, db: sqlite3.Connection) -> None:
         """Write what is pending (inside the batch's transaction)."""
         if self.records:
-            db.executemany("INSERT INTO stream_records (key, pos, data) VALUES (?, ?, ?)", self.records)
+            db.executemany(_INSERT_RECORDS, self.records)
             self.records = []
         if self.dirty:
             db.executemany(
