@@ -147,9 +147,8 @@ async def _create(port: int, path: str) -> None:
 BUDGET = 10.0
 
 
-async def sequential(port: int, path: str, n: int, budget: float = BUDGET) -> float:
-    await _create(port, path)
-    conn = await Conn(port).open()
+async def _one_by_one(conn: Conn, path: str, n: int, budget: float) -> tuple[int, float]:
+    """Append one at a time until ``n`` appends or ``budget`` seconds; (appends, seconds)."""
     started = time.perf_counter()
     deadline = started + budget
     done = 0
@@ -157,7 +156,13 @@ async def sequential(port: int, path: str, n: int, budget: float = BUDGET) -> fl
         status, _, _ = await conn.request("POST", path, _body(done), JSON)
         assert status == 204, status
         done += 1
-    elapsed = time.perf_counter() - started
+    return done, time.perf_counter() - started
+
+
+async def sequential(port: int, path: str, n: int, budget: float = BUDGET) -> float:
+    await _create(port, path)
+    conn = await Conn(port).open()
+    done, elapsed = await _one_by_one(conn, path, n, budget)
     conn.close()
     return done / elapsed
 
@@ -242,14 +247,7 @@ async def with_reader(port: int, path: str, n: int, budget: float = BUDGET) -> f
     conn = await Conn(port).open()
     reader = SSEReader(port, path, "now")
     await reader.start()
-    started = time.perf_counter()
-    deadline = started + budget
-    done = 0
-    while done < n and (done % 100 or time.perf_counter() < deadline):
-        status, _, _ = await conn.request("POST", path, _body(done), JSON)
-        assert status == 204, status
-        done += 1
-    elapsed = time.perf_counter() - started
+    done, elapsed = await _one_by_one(conn, path, n, budget)
     await reader.wait_for(done, 120)
     reader.stop()
     conn.close()
