@@ -20,21 +20,36 @@ class Hub:
 
     def publish(self, key: str) -> None:
         for fut in self._waiters.pop(key, ()):
-            if not fut.done():
-                fut.set_result(None)
+            _settle(fut)
 
     async def wait(self, key: str, timeout: float | None) -> None:
-        """Return when ``key`` is published or ``timeout`` seconds pass, whichever is first."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Return when ``key`` is published or ``timeout`` seconds pass, whichever is first.
+
+        A plain future, settled by the publish or by a timer: no ``asyncio.wait_for``, which on
+        Python 3.11 swallows a cancellation that lands in the same tick as the publish (the waiter
+        would loop on forever). A cancelled waiter always gets its ``CancelledError``.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         waiters = self._waiters.setdefault(key, set())
         waiters.add(fut)
+        timer = None if timeout is None else loop.call_later(max(timeout, 0.0), _settle, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            pass
+            await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             current = self._waiters.get(key)
             if current is not None:
                 current.discard(fut)
                 if not current:
                     del self._waiters[key]
+
+    def waiting(self, key: str) -> int:
+        """How many waiters wait on ``key`` now (for leak checks)."""
+        return len(self._waiters.get(key, ()))
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
