@@ -41,7 +41,7 @@ from tests.browser.harness import (  # noqa: E402 - after the path set-up above
 STEPS_JOB = """
 import asyncio, json, time, stepstone
 from stepstone import NewEvent, NewRun, StepRecord
-from stepstone._indexeddb import IndexedDBStore
+from stepstone.stores.indexeddb import IndexedDBStore
 
 async def _steps(step, payload):
     for i in range(payload["n"]):

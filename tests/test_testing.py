@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from stepstone import MemoryStore
-from stepstone._sqlite import SqliteStore
+from stepstone.stores.sqlite import SqliteStore
 from stepstone.testing import ProbeFailed, check_store, probe_durability, probe_fencing
 
 

@@ -38,7 +38,6 @@ from ._errors import (
     WaitTimeout,
 )
 from ._jobs import Job, define_job, job
-from ._memory import MemoryStore
 from ._models import (
     EVENT_TYPES,
     RUN_STATUSES,
@@ -52,8 +51,8 @@ from ._models import (
     TriggerResult,
 )
 from ._step import Step, StepLogger
-from ._store import NewEvent, NewRun, RunFilter, Store
-from ._stores import open_store
+from .stores import NewEvent, NewRun, RunFilter, Store, open_store
+from .stores.memory import MemoryStore
 
 __version__ = "0.1.0"
 

@@ -17,10 +17,11 @@ from typing import Any
 from ._errors import DuplicateJob, EngineNotStarted, InvalidInput, JobNotFound, RunNotFound, WaitTimeout
 from ._jobs import Job, validate
 from ._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
-from ._store import NewEvent, NewRun, RunFilter, Store
-from ._stores import open_store
+from ._runtime import Runtime
 from ._util import dumps, loads, new_id, now
 from ._worker import Worker
+from .stores._contract import NewEvent, NewRun, RunFilter, Store
+from .stores._urls import open_store
 
 __all__ = ["Engine", "JobHandle", "Snapshot", "create_engine"]
 
@@ -141,23 +142,61 @@ class Engine:
             )
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
-        self.store = store
-        self.polling_interval = polling_interval
-        self.heartbeat_interval = heartbeat_interval
-        self.stale_threshold = stale_threshold
-        self.concurrency = concurrency
-        self.retention = retention
         self.sweep_interval = sweep_interval
-        self.event_linger = event_linger
         self.run_worker = worker
-        self.owner = owner or f"{os.getpid()}-{new_id()[-12:]}"
         self._owns_store = owns_store
         self._jobs: dict[str, Job] = {}
         self._listeners: dict[str, list[EventCallback]] = {}
+        self._runtime = Runtime(
+            store=store,
+            owner=owner or f"{os.getpid()}-{new_id()[-12:]}",
+            jobs=self._jobs,
+            dispatch=self._dispatch,
+            polling_interval=polling_interval,
+            heartbeat_interval=heartbeat_interval,
+            stale_threshold=stale_threshold,
+            concurrency=concurrency,
+            event_linger=event_linger,
+            retention=retention,
+        )
         self._worker: Worker | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._callback_tasks: set[asyncio.Task[Any]] = set()
         self._started = False
+
+    # -- settings (held by the runtime the worker and executions share) ------------------------
+    @property
+    def store(self) -> Store:
+        return self._runtime.store
+
+    @property
+    def owner(self) -> str:
+        """This engine's lease owner name, written on every run it claims."""
+        return self._runtime.owner
+
+    @property
+    def polling_interval(self) -> float:
+        return self._runtime.polling_interval
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self._runtime.heartbeat_interval
+
+    @property
+    def stale_threshold(self) -> float:
+        return self._runtime.stale_threshold
+
+    @property
+    def concurrency(self) -> int:
+        return self._runtime.concurrency
+
+    @property
+    def event_linger(self) -> float:
+        return self._runtime.event_linger
+
+    @property
+    def retention(self) -> float | None:
+        return self._runtime.retention
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -192,7 +231,7 @@ class Engine:
         await self.store.init()
         self._started = True
         if self.run_worker:
-            self._worker = Worker(self)
+            self._worker = Worker(self._runtime)
             await self._worker.start()
         if self.sweep_interval:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="stepstone-sweeper")

@@ -7,19 +7,19 @@ writing the moment a write is refused (the run was cancelled or taken over) and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
-from ._errors import InvalidInput, InvalidOutput, StaleLeaseError
+from ._errors import DuplicateStepError, InvalidInput, InvalidOutput, StaleLeaseError
 from ._jobs import Job, to_jsonable, validate
-from ._models import Run, StepRecord
-from ._step import Step, error_text
-from ._store import NewEvent
-from ._util import dumps, loads, now
+from ._models import Progress, Run, StepRecord
+from ._runtime import Runtime
+from ._step import Step
+from ._util import dumps, error_text, loads, now
 from ._writer import RunWriter
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from .stores._contract import NewEvent
 
 __all__ = ["Execution"]
 
@@ -36,23 +36,51 @@ _REPLAYED = ("log:write", "run:progress", "stream")
 
 
 class Execution:
-    def __init__(self, engine: Engine, run: Run, job: Job) -> None:
-        self.engine = engine
+    """Runs one claimed run's job once; the :class:`~stepstone.Step` it hands the job talks back to
+    it through the :class:`~stepstone._step.StepHost` methods below and nothing else."""
+
+    def __init__(self, runtime: Runtime, run: Run, job: Job) -> None:
+        self.runtime = runtime
         self.run = run
         self.job = job
-        self.step_names: set[str] = set()
-        self.cached_steps: dict[str, StepRecord] = {}
-        self.current_step: str | None = None
         self.task: asyncio.Task[None] | None = None
-        self.earlier: dict[str, int] = {}
-        self.emitted: dict[str, int] = {}
-        self.writer = RunWriter(engine.store, run.id, run.epoch, engine._dispatch, self._lost, engine.event_linger)
+        self.writer = RunWriter(runtime.store, run.id, run.epoch, runtime.dispatch, self._lost, runtime.event_linger)
+        self._step_names: set[str] = set()
+        self._recorded: dict[str, StepRecord] = {}
+        self._current_step: str | None = None
+        self._earlier: dict[str, int] = {}
+        self._emitted: dict[str, int] = {}
 
-    def emit(self, type: str, data: dict[str, Any], progress: Any = None) -> None:
-        if type in self.earlier and self.current_step is None:
-            count = self.emitted.get(type, 0)
-            self.emitted[type] = count + 1
-            if count < self.earlier[type]:
+    # -- the StepHost protocol ---------------------------------------------------------------
+    @property
+    def current_step(self) -> str | None:
+        return self._current_step
+
+    def open_step(self, name: str) -> tuple[int, StepRecord | None]:
+        if name in self._step_names:
+            raise DuplicateStepError(
+                f"step {name!r} was already run in this execution of run {self.run.id!r}; "
+                "step names must be unique within a run (add an index for loops: f'item-{i}')"
+            )
+        self._step_names.add(name)
+        return len(self._step_names) - 1, self._recorded.get(name)
+
+    @contextlib.contextmanager
+    def inside(self, name: str) -> Iterator[None]:
+        self._current_step = name
+        try:
+            yield
+        finally:
+            self._current_step = None
+
+    async def commit_step(self, record: StepRecord, event: NewEvent) -> None:
+        await self.writer.commit_step(record, event)
+
+    def emit(self, type: str, data: dict[str, Any], progress: Progress | None = None) -> None:
+        if type in self._earlier and self._current_step is None:
+            count = self._emitted.get(type, 0)
+            self._emitted[type] = count + 1
+            if count < self._earlier[type]:
                 return  # written by an earlier execution of this run
         self.writer.emit(type, data, progress)
 
@@ -61,14 +89,14 @@ class Execution:
         counts = dict.fromkeys(_REPLAYED, 0)
         seq = 1  # seq 0 is run:trigger; a fresh run has nothing more
         while seq <= self.run.last_seq:
-            batch = await self.engine.store.read_events(self.run.id, seq, 1000)
+            batch = await self.runtime.store.read_events(self.run.id, seq, 1000)
             for event in batch:
                 if event.type in counts and event.data.get("step") is None:
                     counts[event.type] += 1
             if len(batch) < 1000:
                 break
             seq = batch[-1].seq + 1
-        self.earlier = counts
+        self._earlier = counts
 
     def _lost(self, exc: BaseException) -> None:
         """A background write failed: the run is no longer ours (or the store broke). Stop."""
@@ -80,13 +108,13 @@ class Execution:
 
     async def execute(self) -> None:
         run, job = self.run, self.job
-        self.emit("run:start", {"attempt": run.attempt, "jobVersion": job.version, "owner": self.engine.owner})
+        self.emit("run:start", {"attempt": run.attempt, "jobVersion": job.version, "owner": self.runtime.owner})
         try:
             try:
                 payload = validate(job.input, run.input)
             except Exception as exc:
                 raise InvalidInput(f"input rejected by job {job.name!r}: {exc}") from exc
-            self.cached_steps = {s.name: s for s in await self.engine.store.get_steps(run.id)}
+            self._recorded = {s.name: s for s in await self.runtime.store.get_steps(run.id)}
             await self._count_earlier()
             step = Step(self)
             if job.streaming:
@@ -116,7 +144,7 @@ class Execution:
             ) from exc
 
     async def _finish(self, status: Any, output: Any, error: str | None, event: NewEvent) -> None:
-        retention = self.job.retention if self.job.retention is not None else self.engine.retention
+        retention = self.job.retention if self.job.retention is not None else self.runtime.retention
         expires_at = event.at + retention if retention is not None else None
         try:
             await self.writer.finish(status, output, error, expires_at, event)
@@ -129,7 +157,7 @@ class Execution:
         gen = self.job.run(step, payload)
         try:
             async for value in gen:  # type: ignore[union-attr]
-                if index >= self.earlier.get("stream", 0):
+                if index >= self._earlier.get("stream", 0):
                     try:
                         item = loads(dumps(value))
                     except (TypeError, ValueError) as exc:

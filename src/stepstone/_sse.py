@@ -1,6 +1,7 @@
 """Server-Sent Events, sans-I/O: framing on the way out, an incremental parser on the way in.
 
-Shared by the server (framing), the Python client on CPython and in Pyodide, and the CLI (parsing).
+The one SSE framer and parser of stepstone: the jobs API and the Durable Streams server frame with
+it, the jobs client, the streams client (CPython and Pyodide) and the CLI parse with it.
 Pure functions and a small state machine over text: no sockets, no asyncio. Stdlib only; must never
 import starlette, httpx, ``js`` or ``pyodide``.
 
@@ -44,11 +45,16 @@ def format_event(
     id: str | None = None,
     event: str | None = None,
     retry: int | None = None,
+    compact: bool = False,
 ) -> bytes:
     """One SSE event as UTF-8 bytes, ending with the blank line that dispatches it.
 
     ``data`` may hold line breaks (any of CRLF, LF, CR): each line becomes its own ``data:`` field
-    and a parser rebuilds it joined by ``\\n``.
+    and a parser rebuilds it joined by ``\\n``, so a payload can never inject an event.
+
+    ``compact`` writes ``data:`` with no space after the colon, as the Durable Streams protocol's
+    servers do (its conformance suite matches ``data:{``); a line that itself starts with a space
+    then gets one, which every parser strips, so leading spaces survive.
 
         >>> format_event('{"a":1}', id="7", event="log:write")
         b'id: 7\\nevent: log:write\\ndata: {"a":1}\\n\\n'
@@ -65,7 +71,7 @@ def format_event(
             raise ValueError(f"an SSE retry must be a non-negative int of milliseconds, not {retry!r}")
         parts.append(f"retry: {retry}\n")
     for line in _LINE_BREAK.split(data):
-        parts.append(f"data: {line}\n")
+        parts.append(f"data:{line}\n" if compact and line[:1] != " " else f"data: {line}\n")
     parts.append("\n")
     return "".join(parts).encode("utf-8")
 

@@ -11,22 +11,39 @@ import copy
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from ._errors import DuplicateStepError, StepResultNotSerializable
-from ._models import Progress, StepRecord
-from ._store import NewEvent
-from ._util import dumps, loads, now
+from ._errors import StepResultNotSerializable
+from ._models import Progress, Run, StepRecord
+from ._util import dumps, error_text, loads, now
+from .stores._contract import NewEvent
 
-if TYPE_CHECKING:
-    from ._execution import Execution
-
-__all__ = ["Step", "StepLogger", "error_text", "jsonable"]
+__all__ = ["Step", "StepHost", "StepLogger", "jsonable"]
 
 
-def error_text(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+class StepHost(Protocol):
+    """What a :class:`Step` needs from the execution it belongs to, and all it may do to it."""
+
+    @property
+    def run(self) -> Run: ...
+
+    @property
+    def current_step(self) -> str | None:
+        """The step whose body is running now, or None outside any step body."""
+
+    def open_step(self, name: str) -> tuple[int, StepRecord | None]:
+        """Claim ``name`` in this execution: its index and its recorded outcome (None if none).
+        Raises :class:`~stepstone.DuplicateStepError` for a name already claimed."""
+
+    def inside(self, name: str) -> AbstractContextManager[None]:
+        """While the body of step ``name`` runs (events it emits are new, never replayed)."""
+
+    def emit(self, type: str, data: dict[str, Any], progress: Progress | None = None) -> None:
+        """Buffer an event for the run's log."""
+
+    async def commit_step(self, record: StepRecord, event: NewEvent) -> None:
+        """Write a step's outcome with its event and everything buffered, fenced."""
 
 
 def jsonable(value: Any) -> Any:
@@ -37,8 +54,8 @@ def jsonable(value: Any) -> Any:
 class StepLogger:
     """``step.log.info / warn / error(message, **data)``: structured ``log:write`` events."""
 
-    def __init__(self, execution: Execution) -> None:
-        self._ex = execution
+    def __init__(self, host: StepHost) -> None:
+        self._ex = host
 
     def _write(self, level: str, message: str, data: dict[str, Any]) -> None:
         self._ex.emit(
@@ -66,9 +83,9 @@ class StepLogger:
 class Step:
     """Passed to every job as its first argument. Not created by users."""
 
-    def __init__(self, execution: Execution) -> None:
-        self._ex = execution
-        self.log = StepLogger(execution)
+    def __init__(self, host: StepHost) -> None:
+        self._ex = host
+        self.log = StepLogger(host)
 
     @property
     def run_id(self) -> str:
@@ -91,30 +108,21 @@ class Step:
         ex = self._ex
         if not isinstance(name, str) or not name:
             raise ValueError(f"a step name must be a non-empty string, not {name!r}")
-        if name in ex.step_names:
-            raise DuplicateStepError(
-                f"step {name!r} was already run in this execution of run {ex.run.id!r}; "
-                "step names must be unique within a run (add an index for loops: f'item-{i}')"
-            )
-        ex.step_names.add(name)
-        index = len(ex.step_names) - 1
-        cached = ex.cached_steps.get(name)
-        if cached is not None and cached.status == "completed":
-            return copy.deepcopy(cached.output)
+        index, recorded = ex.open_step(name)
+        if recorded is not None and recorded.status == "completed":
+            return copy.deepcopy(recorded.output)
         started = now()
-        ex.current_step = name
         ex.emit("step:start", {"name": name, "index": index})
         try:
-            result = fn()
-            if inspect.isawaitable(result):
-                result = await result
+            with ex.inside(name):
+                result = fn()
+                if inspect.isawaitable(result):
+                    result = await result
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             await self._fail(name, index, started, error_text(exc))
             raise
-        finally:
-            ex.current_step = None
         try:
             value = loads(dumps(result))
         except (TypeError, ValueError) as exc:
@@ -128,14 +136,14 @@ class Step:
         event = NewEvent(
             "step:complete", {"name": name, "index": index, "durationMs": round((done - started) * 1000, 3)}, done
         )
-        await ex.writer.commit_step(record, event)
+        await ex.commit_step(record, event)
         return value
 
     async def _fail(self, name: str, index: int, started: float, error: str) -> None:
         done = now()
         record = StepRecord(self._ex.run.id, name, index, "failed", None, error, started, done)
         event = NewEvent("step:fail", {"name": name, "index": index, "error": error}, done)
-        await self._ex.writer.commit_step(record, event)
+        await self._ex.commit_step(record, event)
 
     def progress(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress; stored on the run and written as a ``run:progress`` event."""

@@ -1,4 +1,4 @@
-"""Small helpers shared by the engine and the stores: ids, JSON, clocks. Stdlib only."""
+"""Small helpers shared by the engine and the stores: ids, JSON, clocks, error text. Stdlib only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-__all__ = ["dumps", "loads", "new_id", "now"]
+__all__ = ["dumps", "error_text", "loads", "new_id", "now"]
 
 
 def now() -> float:
@@ -32,3 +32,9 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` (or just ``Type``): how a failed step or run records its error."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

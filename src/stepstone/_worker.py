@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 from ._execution import Execution
 from ._liveness import Liveness
 from ._models import Run
+from ._runtime import Runtime
 from ._util import now
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 __all__ = ["Worker"]
 
@@ -22,8 +19,8 @@ log = logging.getLogger("stepstone")
 
 
 class Worker:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self.executions: dict[str, Execution] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -32,10 +29,10 @@ class Worker:
         self._stopping = False
 
     async def start(self) -> None:
-        liveness = getattr(self.engine.store, "liveness", None)
+        liveness = getattr(self.runtime.store, "liveness", None)
         self._liveness = liveness() if callable(liveness) else None
         if self._liveness is not None:
-            await self._liveness.hold(self.engine.owner)
+            await self._liveness.hold(self.runtime.owner)
         self._tasks = [
             asyncio.create_task(self._loop(), name="stepstone-worker"),
             asyncio.create_task(self._heartbeat(), name="stepstone-heartbeat"),
@@ -45,7 +42,7 @@ class Worker:
         self._wake.set()
 
     async def _loop(self) -> None:
-        engine = self.engine
+        rt = self.runtime
         while not self._stopping:
             self._wake.clear()
             try:
@@ -54,21 +51,21 @@ class Worker:
             except Exception:  # the store hiccuped (locked, network): try again next tick
                 log.exception("stepstone: claiming runs failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), engine.polling_interval)
+                await asyncio.wait_for(self._wake.wait(), rt.polling_interval)
 
     async def _fill(self) -> None:
-        engine = self.engine
-        while not self._stopping and len(self.executions) < engine.concurrency:
+        rt = self.runtime
+        while not self._stopping and len(self.executions) < rt.concurrency:
             t = now()
-            run = await engine.store.claim_next(
-                engine.owner, engine.job_names, t, t + engine.stale_threshold, exclude=tuple(self.executions)
+            run = await rt.store.claim_next(
+                rt.owner, rt.job_names, t, t + rt.stale_threshold, exclude=tuple(self.executions)
             )
             if run is None:
                 return
             self._start(run)
 
     def _start(self, run: Run) -> None:
-        execution = Execution(self.engine, run, self.engine._jobs[run.job_name])
+        execution = Execution(self.runtime, run, self.runtime.jobs[run.job_name])
         task = asyncio.create_task(execution.execute(), name=f"stepstone-run-{run.id}")
         execution.task = task
         self.executions[run.id] = execution
@@ -82,13 +79,13 @@ class Worker:
         self.wake()
 
     async def _heartbeat(self) -> None:
-        engine = self.engine
+        rt = self.runtime
         while not self._stopping:
-            await asyncio.sleep(engine.heartbeat_interval)
+            await asyncio.sleep(rt.heartbeat_interval)
             for execution in list(self.executions.values()):
                 try:
-                    held = await engine.store.renew_lease(
-                        execution.run.id, execution.run.epoch, now() + engine.stale_threshold
+                    held = await rt.store.renew_lease(
+                        execution.run.id, execution.run.epoch, now() + rt.stale_threshold
                     )
                 except Exception:
                     log.exception("stepstone: heartbeat for run %s failed", execution.run.id)
@@ -99,12 +96,12 @@ class Worker:
                         execution.task.cancel()
 
     async def _reap_dead_owners(self) -> None:
-        if self._liveness is None or now() - self._last_reap < self.engine.polling_interval:
+        if self._liveness is None or now() - self._last_reap < self.runtime.polling_interval:
             return
         self._last_reap = now()
-        for owner in await self.engine.store.lease_owners(now()) - {self.engine.owner}:
+        for owner in await self.runtime.store.lease_owners(now()) - {self.runtime.owner}:
             if await self._liveness.is_dead(owner):
-                count = await self.engine.store.expire_leases(owner, now())
+                count = await self.runtime.store.expire_leases(owner, now())
                 log.info("stepstone: owner %s is gone; %d run(s) resume now", owner, count)
 
     def cancel_local(self, run_id: str) -> None:
@@ -135,7 +132,7 @@ class Worker:
                 await execution.writer.flush()
             execution.writer.close()
             with contextlib.suppress(Exception):
-                await self.engine.store.release_lease(execution.run.id, execution.run.epoch, now())
+                await self.runtime.store.release_lease(execution.run.id, execution.run.epoch, now())
         self.executions.clear()
         if self._liveness is not None:
-            await self._liveness.release(self.engine.owner)
+            await self._liveness.release(self.runtime.owner)

@@ -15,8 +15,8 @@ from typing import Any
 
 from ._errors import StaleLeaseError
 from ._models import Event, Progress, Run, RunStatus, StepRecord
-from ._store import NewEvent, Store
 from ._util import now
+from .stores._contract import NewEvent, Store
 
 __all__ = ["RunWriter"]
 

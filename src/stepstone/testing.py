@@ -25,8 +25,8 @@ from ._engine import create_engine
 from ._errors import StaleLeaseError, StepstoneError
 from ._jobs import define_job
 from ._step import Step
-from ._store import NewEvent, NewRun, Store
 from ._util import new_id
+from .stores._contract import NewEvent, NewRun, Store
 
 __all__ = [
     "ProbeFailed",

@@ -1,4 +1,4 @@
-"""The Store contract (tests/contract/cases.py, the same file CPython runs against memory and
+"""The Store contract (tests/stores/run_cases.py, the same file CPython runs against memory and
 SQLite) runs inside Pyodide in Chromium against the IndexedDB store: one pytest item per case, each
 on a fresh database, all in one booted page."""
 
@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from tests.contract.cases import CASES
+from tests.stores.run_cases import CASES
 
 from .harness import ROOT, boot_pyodide, collect_page_errors, guard_offline, run_py
 
-CASES_FILE = ROOT / "tests" / "contract" / "cases.py"
+CASES_FILE = ROOT / "tests" / "stores" / "run_cases.py"
 
 _SETUP = """
 import asyncio, json, sys, traceback, uuid
 import js
 sys.path.insert(0, "/home/pyodide")
 import stepstone_contract_cases as contract
-from stepstone._indexeddb import IndexedDBStore
+from stepstone.stores.indexeddb import IndexedDBStore
 
 async def run_contract_case(name):
     db = f"contract-{name}-{uuid.uuid4().hex[:8]}"
@@ -84,7 +84,7 @@ UPGRADE_HELPERS = """() => {
 UPGRADE_ELSEWHERE = """
 import json, uuid, js
 from stepstone import StoreError
-from stepstone._indexeddb import IndexedDBStore
+from stepstone.stores.indexeddb import IndexedDBStore
 
 _name = f"upgrade-{uuid.uuid4().hex[:8]}"
 _store = IndexedDBStore(_name)

@@ -199,7 +199,7 @@ def test_two_tabs_share_runs_and_execute_each_once(context: Any, site_url: str) 
 
 WAIT_IN_OTHER_TAB = """
 import asyncio, json, time
-from stepstone._indexeddb import IndexedDBStore
+from stepstone.stores.indexeddb import IndexedDBStore
 _store = IndexedDBStore({db!r})
 await _store.init()
 _changes = await _store.run_changes(0, 100000)

@@ -131,7 +131,7 @@ async def test_every_event_once_through_a_proxy_that_keeps_cutting(client: Clien
 async def test_server_down_is_a_clear_error() -> None:
     async with Client(f"http://127.0.0.1:{free_port()}/api", reconnect_timeout=0.5) as client:
         with pytest.raises(
-            stepstone.ServerUnavailable, match=r"cannot reach the stepstone server at http://127\.0\.0\.1"
+            stepstone.ServerUnavailable, match=r"cannot reach the server at http://127\.0\.0\.1"
         ):
             await client.get_runs()
         with pytest.raises(stepstone.ServerUnavailable):

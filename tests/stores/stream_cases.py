@@ -12,21 +12,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stepstone._stream_store import (
-    AppendRequest,
+from stepstone._errors import (
     ContentTypeMismatch,
     InvalidStreamRequest,
-    NewStream,
     ProducerFenced,
-    ProducerRef,
     ProducerSeqGap,
     StreamClosedError,
     StreamConflict,
     StreamGone,
     StreamNotFound,
     StreamSeqConflict,
-    format_offset,
 )
+from stepstone._stream_models import AppendRequest, NewStream, ProducerRef, format_offset
 
 Case = Callable[[Any], Awaitable[None]]
 STREAM_CASES: dict[str, Case] = {}

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from stepstone import MemoryStore
-from stepstone._sqlite import SqliteStore
+from stepstone.stores.sqlite import SqliteStore
 
-from .cases import CASES
+from .run_cases import CASES
 from .stream_cases import STREAM_CASES
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from stepstone._http._httpx import HTTPXTransport
 from stepstone.streams import (
     DurableStream,
     IdempotentProducer,
@@ -21,7 +22,6 @@ from stepstone.streams import (
     StreamingResponse,
     TransportError,
 )
-from stepstone.streams._httpx import HttpxTransport
 
 from .helpers import StreamServer
 
@@ -34,7 +34,7 @@ class Faulty:
     concurrency."""
 
     def __init__(self, lose: float = 0.0, refuse: float = 0.0, seed: int = 7) -> None:
-        self.inner = HttpxTransport()
+        self.inner = HTTPXTransport()
         self.lose, self.refuse = lose, refuse
         self.random = random.Random(seed)
         self.posts = 0

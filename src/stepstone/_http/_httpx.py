@@ -1,7 +1,9 @@
-"""``HTTPXTransport``: the CPython transport, on ``httpx.AsyncClient`` (the ``client`` extra).
+"""``HTTPXTransport``: the CPython transport, on one pooled ``httpx.AsyncClient`` (the ``client``
+or ``server`` extra).
 
-Imported only when a Client is created outside Pyodide without a transport; never import it from
-code that must run in a browser. Connection failures become :class:`~stepstone.ServerUnavailable`.
+Imported only by :func:`stepstone._http.default_transport` outside Pyodide (or by a user who asks
+for it); never on the browser path. Every failure to get an answer becomes
+:class:`~stepstone._errors.TransportError`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,22 @@ from typing import Any
 
 import httpx
 
-from .._errors import ServerUnavailable
-from ._transport import Response
+from .._errors import TransportError
+from ._models import Response
 
 __all__ = ["HTTPXTransport"]
 
+#: Bound on getting an answer when the caller gives none.
+DEFAULT_TIMEOUT = 60.0
 
-def _unreachable(url: str, exc: Exception) -> ServerUnavailable:
+
+def unreachable(method: str, url: str, exc: BaseException) -> TransportError:
     reason = str(exc) or type(exc).__name__
-    return ServerUnavailable(f"cannot reach the stepstone server at {url}: {reason}")
+    return TransportError(f"cannot reach the server at {url} ({method}): {reason}")
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.headers.items()}
 
 
 class _HTTPXStream:
@@ -27,14 +36,14 @@ class _HTTPXStream:
         self._response = response
         self._url = url
         self.status = response.status_code
-        self.headers: Mapping[str, str] = {k.lower(): v for k, v in response.headers.items()}
+        self.headers: Mapping[str, str] = _headers(response)
 
     async def _chunks(self) -> AsyncIterator[bytes | str]:
         try:
             async for chunk in self._response.aiter_bytes():
                 yield chunk
-        except httpx.TransportError as exc:
-            raise _unreachable(self._url, exc) from exc
+        except httpx.HTTPError as exc:
+            raise unreachable("GET", self._url, exc) from exc
 
     def __aiter__(self) -> AsyncIterator[bytes | str]:
         return self._chunks()
@@ -44,25 +53,41 @@ class _HTTPXStream:
 
 
 class HTTPXTransport:
-    """Sends requests with one pooled ``httpx.AsyncClient`` (pass your own to tune it)."""
+    """Sends requests with one pooled ``httpx.AsyncClient`` (pass your own to tune it);
+    ``max_connections`` bounds concurrent requests when it makes its own."""
 
-    def __init__(self, client: httpx.AsyncClient | None = None, **options: Any) -> None:
-        # No read timeout: a live stream may legitimately be quiet; the Client bounds silences.
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), **options)
+    def __init__(self, client: httpx.AsyncClient | None = None, *, max_connections: int = 64, **options: Any) -> None:
+        if client is None:
+            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+            # No read timeout by default: a live stream may legitimately be quiet; requests get one.
+            client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=None), **options)
+        self._client = client
 
-    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
         try:
-            response = await self._client.request(method, url, headers=dict(headers), content=body)
-        except httpx.TransportError as exc:
-            raise _unreachable(url, exc) from exc
-        return Response(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+            response = await self._client.request(
+                method, url, headers=dict(headers), content=body, timeout=timeout or DEFAULT_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise unreachable(method, url, exc) from exc
+        return Response(response.status_code, _headers(response), response.content)
 
-    async def stream(self, url: str, headers: Mapping[str, str]) -> _HTTPXStream:
-        request = self._client.build_request("GET", url, headers=dict(headers))
+    async def stream(self, url: str, headers: Mapping[str, str], timeout: float | None = None) -> _HTTPXStream:
+        # the body may stay quiet for a whole keep-alive interval: only getting the answer is bounded
+        request = self._client.build_request(
+            "GET", url, headers=dict(headers), timeout=httpx.Timeout(timeout or DEFAULT_TIMEOUT, read=None)
+        )
         try:
             response = await self._client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise _unreachable(url, exc) from exc
+        except httpx.HTTPError as exc:
+            raise unreachable("GET", url, exc) from exc
         return _HTTPXStream(response, url)
 
     async def aclose(self) -> None:

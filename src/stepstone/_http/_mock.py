@@ -1,4 +1,5 @@
-"""``MockTransport``: answers a client's requests from a Python function, for tests.
+"""``MockTransport``: answers a client's requests from a Python function, for tests (the jobs
+client and the streams client alike).
 
     def handler(request):
         if request.url.endswith("/run?runId=r1"):
@@ -9,8 +10,8 @@
 
 A handler (sync or async) gets a :class:`Request` and returns a :class:`Response`, or a
 :class:`MockStream` whose chunks are fed to an SSE reader one by one; it may raise
-:class:`~stepstone.ServerUnavailable` to play a server that is down. Every request is kept in
-``transport.requests``. Stdlib only.
+:class:`~stepstone._errors.TransportError` (or ``ServerUnavailable``) to play a server that is down.
+Every request is kept in ``transport.requests``. Stdlib only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ._transport import Request, Response
+from ._models import Request, Response
 
 __all__ = ["MockStream", "MockTransport"]
 
@@ -70,14 +71,21 @@ class MockTransport:
             result = await result
         return result
 
-    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
         answer = await self._answer(Request(method, url, dict(headers), body))
         if isinstance(answer, MockStream):
             body = b"".join([c if isinstance(c, bytes) else c.encode() async for c in answer])
             return Response(answer.status, dict(answer.headers), body)
         return answer
 
-    async def stream(self, url: str, headers: Mapping[str, str]) -> MockStream:
+    async def stream(self, url: str, headers: Mapping[str, str], timeout: float | None = None) -> MockStream:
         answer = await self._answer(Request("GET", url, dict(headers), None))
         if isinstance(answer, Response):
             return MockStream(answer.status, dict(answer.headers), [answer.text] if answer.body else [])

@@ -1,13 +1,13 @@
-"""The one seam between the client's logic and the network: a small transport protocol.
+"""The one HTTP seam of stepstone: what a transport is asked (:class:`Request`), what it answers
+(:class:`Response`, or a :class:`StreamResponse` for a streaming GET) and the :class:`Transport`
+protocol itself. The jobs client (``stepstone.client``) and the Durable Streams client
+(``stepstone.streams``) both talk to the network through it and nothing else.
 
-A transport sends one HTTP request and returns the whole response, or opens a streaming GET (for
-Server-Sent Events) and hands back its body chunks. It knows nothing of stepstone's API: URLs,
-JSON, error mapping, SSE parsing and reconnects all live in the client core. Implementations:
-``HTTPXTransport`` (CPython, httpx), ``FetchTransport`` (Pyodide, the browser's fetch) and
-``MockTransport`` (tests).
-
-A transport raises :class:`~stepstone.ServerUnavailable` when the server cannot be reached and never
-raises on an HTTP error status. Stdlib only; must never import httpx, js or pyodide.
+A transport sends one request and returns the whole response, or opens a streaming GET (for
+Server-Sent Events) and hands back its body in chunks. It knows nothing of either API: URLs,
+JSON, error mapping, SSE parsing and reconnects all live in the clients. It raises
+:class:`~stepstone._errors.TransportError` (a ``ServerUnavailable``) when no answer arrives and never
+raises on an HTTP error status. Stdlib only; must never import httpx, ``js`` or ``pyodide``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["Request", "Response", "StreamResponse", "Transport"]
 
 @dataclass(frozen=True)
 class Request:
-    """What the client asks a transport for (``MockTransport`` handlers receive these)."""
+    """What a client asks a transport for (``MockTransport`` handlers receive these)."""
 
     method: str
     url: str
@@ -48,6 +48,10 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case), or None."""
+        return self.headers.get(name)
+
 
 @runtime_checkable
 class StreamResponse(Protocol):
@@ -67,13 +71,21 @@ class StreamResponse(Protocol):
 
 @runtime_checkable
 class Transport(Protocol):
-    """Sends requests for a :class:`~stepstone.client.Client`."""
+    """Sends HTTP requests for the clients. ``timeout`` bounds getting an answer (for a stream:
+    its status line and headers; a live body may stay quiet as long as it likes)."""
 
-    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
         """Send one request and read the whole response."""
         ...
 
-    async def stream(self, url: str, headers: Mapping[str, str]) -> StreamResponse:
+    async def stream(self, url: str, headers: Mapping[str, str], timeout: float | None = None) -> StreamResponse:
         """Open a streaming GET; returns once the status line and headers are in."""
         ...
 

@@ -1,15 +1,16 @@
-"""``FetchTransport``: the Pyodide transport, on the browser's ``fetch``.
+"""``FetchTransport``: the HTTP transport inside Pyodide, on the browser's ``fetch``, for the jobs
+client and the streams client alike.
 
-Requests go through ``pyodide.http.pyfetch``. Live streams read the ``fetch`` body's
-``ReadableStream`` chunk by chunk (the client parses it with :mod:`stepstone._sse`): EventSource
-cannot send an ``Authorization`` header nor be told where to resume, a streaming fetch can.
-
-One of the browser modules: imports ``js`` and ``pyodide``, so it is only imported inside Pyodide
-(see :func:`stepstone.client.default_transport`).
+Requests go through ``pyodide.http.pyfetch``; a live stream reads the ``fetch`` body's
+``ReadableStream`` chunk by chunk (the clients parse it with :mod:`stepstone._sse`) and an
+``AbortController`` ends it, or a request that got no answer in time. Same origin rules and
+credentials as any fetch from the page. Chosen by :func:`stepstone._http.default_transport` in
+Pyodide; never imported elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -18,19 +19,25 @@ import js
 from pyodide.ffi import to_js
 from pyodide.http import pyfetch
 
-from .._errors import ServerUnavailable
-from ._transport import Response
+from .._errors import TransportError
+from .._http._models import Response
 
 __all__ = ["FetchTransport"]
 
+#: Bound on getting an answer when the caller gives none.
+DEFAULT_TIMEOUT = 60.0
 
-def _unreachable(url: str, exc: BaseException) -> ServerUnavailable:
+
+def _unreachable(method: str, url: str, exc: BaseException) -> TransportError:
     reason = str(exc) or type(exc).__name__
-    return ServerUnavailable(f"cannot reach the stepstone server at {url}: {reason}")
+    return TransportError(f"cannot reach the server at {url} ({method}): {reason}")
 
 
 def _headers(js_headers: Any) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in js.Object.fromEntries(js_headers.entries()).to_py().items()}
+    out: dict[str, str] = {}
+    for pair in js_headers.entries():
+        out[str(pair[0]).lower()] = str(pair[1])
+    return out
 
 
 class _FetchStream:
@@ -53,7 +60,7 @@ class _FetchStream:
             except Exception as exc:
                 if self._closed:
                     return
-                raise _unreachable(self._url, exc) from exc
+                raise _unreachable("GET", self._url, exc) from exc
             if result.done:
                 return
             yield bytes(result.value.to_bytes())
@@ -73,32 +80,56 @@ class _FetchStream:
 
 
 class FetchTransport:
-    """Sends requests with the page's ``fetch``: same origin, credentials as the browser keeps them."""
+    """Sends requests with the page's ``fetch``; ``fetch_options`` (``credentials``, ``mode``, …)
+    go with every request."""
 
     def __init__(self, **fetch_options: Any) -> None:
         self.fetch_options = {"cache": "no-store", **fetch_options}
 
-    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
-        options: dict[str, Any] = {**self.fetch_options, "method": method, "headers": dict(headers)}
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        controller = js.AbortController.new()
+        options: dict[str, Any] = {
+            **self.fetch_options,
+            "method": method,
+            "headers": dict(headers),
+            "signal": controller.signal,
+        }
         if body is not None:
-            options["body"] = body.decode("utf-8")
+            options["body"] = to_js(body)
+        limit = timeout or DEFAULT_TIMEOUT
         try:
-            response = await pyfetch(url, **options)
-            content = await response.bytes()
+            async with asyncio.timeout(limit):
+                response = await pyfetch(url, **options)
+                content = await response.bytes()
+        except TimeoutError:
+            controller.abort()
+            raise TransportError(f"{method} {url}: no answer within {limit:g} s") from None
         except Exception as exc:
-            raise _unreachable(url, exc) from exc
+            raise _unreachable(method, url, exc) from exc
         return Response(int(response.status), {k.lower(): v for k, v in response.headers.items()}, bytes(content))
 
-    async def stream(self, url: str, headers: Mapping[str, str]) -> _FetchStream:
+    async def stream(self, url: str, headers: Mapping[str, str], timeout: float | None = None) -> _FetchStream:
         controller = js.AbortController.new()
         init = to_js(
             {**self.fetch_options, "method": "GET", "headers": dict(headers), "signal": controller.signal},
             dict_converter=js.Object.fromEntries,
         )
+        limit = timeout or DEFAULT_TIMEOUT
         try:
-            response = await js.fetch(url, init)
+            async with asyncio.timeout(limit):
+                response = await js.fetch(url, init)
+        except TimeoutError:
+            controller.abort()
+            raise TransportError(f"GET {url}: no answer within {limit:g} s") from None
         except Exception as exc:
-            raise _unreachable(url, exc) from exc
+            raise _unreachable("GET", url, exc) from exc
         return _FetchStream(url, response, controller)
 
     async def aclose(self) -> None:

@@ -7,14 +7,14 @@
         async for event in client.subscribe(run.id):
             print(event.seq, event.type)
 
-The transport is chosen by platform (fetch in Pyodide, httpx on CPython, which needs
-``pip install stepstone[client]``) unless one is given; :class:`MockTransport` answers from a Python
-function for tests. This package never imports httpx, js or pyodide until a transport is made.
+The transport is stepstone's one HTTP seam (shared with ``stepstone.streams``), chosen by platform
+(fetch in Pyodide, httpx on CPython, which needs ``pip install stepstone[client]``) unless one is
+given; :class:`MockTransport` answers from a Python function for tests. This package never imports
+httpx, js or pyodide until a transport is made.
 """
 
-from ._client import Client, default_transport
-from ._mock import MockStream, MockTransport
-from ._transport import Request, Response, StreamResponse, Transport
+from .._http import MockStream, MockTransport, Request, Response, StreamResponse, Transport, default_transport
+from ._client import Client
 from ._wire import JobInfo
 
 __all__ = [

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from .._errors import RunNotFound, ServerUnavailable, WaitTimeout
+from .._http import StreamResponse, Transport, default_transport
 from .._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
 from .._sse import SSEMessage, SSEParser
-from ._transport import StreamResponse, Transport
 from ._wire import (
     JobInfo,
     error_from_response,
@@ -35,18 +34,7 @@ from ._wire import (
     trigger_result_from_json,
 )
 
-__all__ = ["Client", "default_transport"]
-
-
-def default_transport() -> Transport:
-    """The platform's transport: the browser's fetch inside Pyodide, httpx on CPython."""
-    if "_pyodide_core" in sys.modules:
-        from ._fetch import FetchTransport
-
-        return FetchTransport()
-    from ._httpx import HTTPXTransport
-
-    return HTTPXTransport()
+__all__ = ["Client"]
 
 
 class _Backoff:
@@ -146,7 +134,7 @@ class Client:
             headers["content-type"] = "application/json"
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self.transport.request(method, url, headers, content)
+                response = await self.transport.request(method, url, headers, content, self.timeout)
         except TimeoutError:
             raise ServerUnavailable(f"{method} {url}: no answer within {self.timeout} s") from None
         if response.status >= 400:
@@ -264,7 +252,7 @@ class Client:
             headers["last-event-id"] = last_id
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self.transport.stream(url, headers)
+                response = await self.transport.stream(url, headers, self.timeout)
         except TimeoutError:
             raise ServerUnavailable(f"GET {url}: no answer within {self.timeout} s") from None
         if response.status == 200:

@@ -14,11 +14,14 @@ from typing import Any, cast
 
 from .. import _errors
 from .._errors import (
+    Forbidden,
+    HTTPError,
     InvalidInput,
     InvalidRunState,
     ServerError,
     ServerUnavailable,
     StepstoneError,
+    StreamError,
     Unauthorized,
 )
 from .._models import Event, Run, RunChange, RunList, StepRecord, TriggerResult
@@ -37,14 +40,21 @@ __all__ = [
 
 
 def _named_errors() -> dict[str, type[StepstoneError]]:
-    """``error.code`` → exception class, for every class in the tree that names its own code."""
+    """``error.code`` → exception class, for every class of the jobs API's part of the tree that
+    names its own code and is raised with a message alone (not the HTTP answers, which the client
+    maps by status, nor the Durable Streams errors, which are another protocol's)."""
     by_code: dict[str, type[StepstoneError]] = {}
     for name in _errors.__all__:
         cls = getattr(_errors, name)
-        if isinstance(cls, type) and issubclass(cls, StepstoneError) and "code" in vars(cls):
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, StepstoneError)
+            and not issubclass(cls, HTTPError | StreamError | ServerError)
+            and "code" in vars(cls)
+        ):
             by_code[cls.code] = cls
-    by_code.pop(ServerError.code, None)
-    by_code["forbidden"] = Unauthorized
+    by_code["unauthorized"] = Unauthorized
+    by_code["forbidden"] = Forbidden
     return by_code
 
 
@@ -146,9 +156,10 @@ def error_from_response(status: int, body: bytes, method: str, url: str) -> Step
     code, message = _error_body(body)
     where = f"{method} {url}"
     cls = _BY_CODE.get(code) if code else None
-    if cls is Unauthorized or (cls is None and status in (401, 403)):
+    if (cls is not None and issubclass(cls, Unauthorized)) or (cls is None and status in (401, 403)):
         reason = message or "the server refused the request's credentials"
-        return Unauthorized(f"not authorized ({status}): {reason} [{where}]", status)
+        refused = Forbidden if status == 403 else Unauthorized
+        return refused(f"not authorized ({status}): {reason} [{where}]", status)
     if cls is ServerUnavailable or (cls is None and status in (502, 503, 504)):
         return ServerUnavailable(f"the stepstone server is unavailable ({status}): {message or 'try again'} [{where}]")
     if cls is not None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .. import browser
 from .._errors import RunNotFound, ServerError, ServerUnavailable, StepstoneError, Unauthorized
 from .._models import Run
 
@@ -44,7 +44,7 @@ def _loop() -> asyncio.AbstractEventLoop:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
-        if "_pyodide_core" in sys.modules:  # a PyScript page's top level runs on the WebLoop
+        if browser.in_pyodide():  # a PyScript page's top level runs on the WebLoop
             return asyncio.get_event_loop()
         raise RuntimeError("stepstone hooks start background tasks: call them from async code") from None
 

@@ -2,14 +2,16 @@
 
 ``Storage`` is a three-method protocol over strings. ``MemoryStorage`` is a dict (the default on
 CPython: one per process, so a second ``use_job`` in the same process resumes the run);
-``LocalStorage`` is the page's ``window.localStorage`` (the default in Pyodide). Stdlib only at
-import time: ``LocalStorage`` imports ``js`` when it is created, never before.
+``LocalStorage`` (from :mod:`stepstone.browser`) is the page's ``window.localStorage``, the default
+in Pyodide. Stdlib only at import time: ``LocalStorage`` imports ``js`` when it is created.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from .. import browser
+from ..browser._storage import LocalStorage
 
 __all__ = ["LocalStorage", "MemoryStorage", "Storage", "default_storage"]
 
@@ -41,33 +43,12 @@ class MemoryStorage:
         self.data.pop(key, None)
 
 
-class LocalStorage:
-    """The page's ``window.localStorage`` (Pyodide only). Survives reloads and browser restarts."""
-
-    def __init__(self, prefix: str = "") -> None:
-        import js  # the one door to the browser; imported only when a page asks for it
-
-        self._ls: Any = js.localStorage
-        self.prefix = prefix
-
-    def get(self, key: str) -> str | None:
-        value = self._ls.getItem(self.prefix + key)
-        # a missing key is JS null, which arrives as pyodide.ffi.jsnull (falsy, but not None)
-        return value if isinstance(value, str) else None
-
-    def set(self, key: str, value: str) -> None:
-        self._ls.setItem(self.prefix + key, value)
-
-    def delete(self, key: str) -> None:
-        self._ls.removeItem(self.prefix + key)
-
-
 _process_storage = MemoryStorage()
 
 
 def default_storage() -> Storage:
     """``LocalStorage`` in a page, else one ``MemoryStorage`` shared by the process."""
-    if "_pyodide_core" in sys.modules:
+    if browser.in_pyodide():
         try:
             return LocalStorage()
         except Exception:  # a worker has no localStorage

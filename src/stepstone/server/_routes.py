@@ -25,7 +25,7 @@ from .._util import dumps
 from ._errors import BadRequest, Forbidden, HTTPError, response_for
 from ._fanout import RunTails
 from ._params import json_body, last_event_id, optional_int, required_str
-from ._stream import EventStreamResponse, StreamRegistry
+from ._sse_response import EventStreamResponse, StreamRegistry
 
 __all__ = ["MAX_LIMIT", "Api", "Authorize"]
 

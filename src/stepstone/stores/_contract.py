@@ -1,4 +1,5 @@
-"""The Store contract: every persistence backend implements this protocol, nothing more.
+"""The store contract: every persistence backend implements :class:`Store` (runs, steps, event
+logs) and, when it keeps Durable Streams, :class:`StreamStore`; nothing more.
 
 Stores own persistence; the engine owns semantics. A store never runs job code and the engine never
 writes SQL. Every method is a coroutine so that network and browser stores fit the same shape, and
@@ -8,7 +9,8 @@ Fencing: writes made on behalf of an executing worker carry the run's lease ``ep
 refuses such a write with :class:`~stepstone.StaleLeaseError` when the run's epoch differs or the run
 is no longer ``running`` (cancelled, taken over, deleted) and then changes nothing.
 
-This module must never import a backend (sqlite3, js, psycopg, …).
+This module must never import a backend (sqlite3, js, psycopg, …). ``tests/stores`` holds the one
+contract suite every store passes.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from .._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from .._stream_models import AppendRequest, AppendResult, CreateResult, NewStream, Offset, ReadResult, StreamInfo
 
-__all__ = ["NewEvent", "NewRun", "RunFilter", "Store"]
+__all__ = ["NewEvent", "NewRun", "RunFilter", "Store", "StreamStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,7 @@ class RunFilter:
 
 @runtime_checkable
 class Store(Protocol):
-    """Persistence for runs, steps and event logs. See ``tests/contract`` for the exact rules."""
+    """Persistence for runs, steps and event logs. See ``tests/stores`` for the exact rules."""
 
     async def init(self) -> None:
         """Open, create or migrate forward. Idempotent."""
@@ -181,3 +184,51 @@ class Store(Protocol):
 
     async def sweep(self, now: float) -> int:
         """Delete every run whose ``expires_at`` has passed; return how many."""
+
+
+@runtime_checkable
+class StreamStore(Protocol):
+    """Durable Streams persistence; implemented by the memory and SQLite stores.
+
+    Every method is one atomic unit. Paths are relative to the server's stream root. Expiry is
+    applied lazily: a method that finds an expired stream deletes it (soft-deletes it while forks
+    read from it) before answering.
+    """
+
+    async def stream_create(self, new: NewStream, now: float) -> CreateResult:
+        """Create a stream (or a fork), or confirm an identical one exists.
+
+        Raises StreamConflict (different configuration, soft-deleted path, fork content type),
+        StreamNotFound (fork source missing), InvalidStreamRequest (fork offset past the source's
+        tail, bad sub-offset).
+        """
+
+    async def stream_get(self, path: str, now: float) -> StreamInfo | None:
+        """The stream at ``path`` (``deleted`` set when soft-deleted), or None."""
+
+    async def stream_touch(self, stream_id: int, now: float) -> None:
+        """Restart a sliding TTL (reads and writes do; HEAD does not)."""
+
+    async def stream_append(self, path: str, req: AppendRequest, now: float) -> AppendResult:
+        """Append and/or close atomically with producer and ``Stream-Seq`` state.
+
+        Raises StreamNotFound, StreamGone, StreamClosedError, ContentTypeMismatch,
+        ProducerFenced, ProducerSeqGap, InvalidStreamRequest, StreamSeqConflict.
+        """
+
+    async def stream_read(self, stream_id: int, after: Offset, max_bytes: int) -> ReadResult:
+        """Records with an end offset > ``after``, across the fork chain, in order; at most
+        ``max_bytes`` of data unless the first record alone is larger."""
+
+    async def stream_wait(self, stream_id: int, after: Offset, timeout: float) -> None:
+        """Return once the stream's tail passes ``after``, it closes or goes away, or ``timeout``."""
+
+    async def stream_delete(self, path: str, now: float) -> bool:
+        """Delete (soft-delete while forks exist); True if hard-deleted. Raises StreamNotFound,
+        StreamGone."""
+
+    async def stream_sweep(self, now: float) -> int:
+        """Delete every expired stream; return how many were removed or soft-deleted."""
+
+    async def stream_paths(self, now: float) -> list[str]:
+        """Every live (not deleted, not expired) stream path."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from ._errors import UnsupportedStoreURL
-from ._store import Store
+from .._errors import UnsupportedStoreURL
+from ._contract import Store
 
 __all__ = ["open_store"]
 
@@ -16,7 +16,7 @@ def open_store(url: str) -> Store:
     scheme, _, rest = url.partition(":")
     scheme = scheme.lower()
     if scheme == "memory" and rest in ("", "//"):
-        from ._memory import MemoryStore
+        from .memory import MemoryStore
 
         return MemoryStore()
     if scheme == "sqlite":
@@ -29,7 +29,7 @@ def open_store(url: str) -> Store:
         if not path:
             raise UnsupportedStoreURL(f"bad sqlite URL {url!r}: no file path")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        from ._sqlite import SqliteStore
+        from .sqlite import SqliteStore
 
         return SqliteStore(path, synchronous=query.get("synchronous", "normal"))
     if scheme == "indexeddb":
@@ -42,7 +42,7 @@ def open_store(url: str) -> Store:
             raise UnsupportedStoreURL(
                 f"unknown indexeddb URL option(s) {sorted(unknown)} in {url!r}; known: durability"
             )
-        from ._indexeddb import IndexedDBStore  # Pyodide only: imports js
+        from .indexeddb import IndexedDBStore  # Pyodide only: imports js
 
         store: Store = IndexedDBStore(name, durability=query.get("durability", "relaxed"))
         return store

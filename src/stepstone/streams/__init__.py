@@ -13,25 +13,32 @@ delete, head) and ``IdempotentProducer`` (fire-and-forget, batched, pipelined, e
 
 Speaks the Durable Streams protocol to any server (stepstone's ``/v1/stream``, the reference Node
 server, …). The same code runs on CPython (httpx) and in Pyodide (fetch); only the transport
-differs. Importing this package imports neither httpx nor anything from the browser.
+differs: both go through stepstone's one HTTP seam, the same transports the jobs client uses.
+Importing this package imports neither httpx nor anything from the browser.
 """
 
-from .._errors import StaleEpochError
-from .._stream_store import (
+from .._errors import (
     ContentTypeMismatch,
     InvalidStreamRequest,
+    ProducerClosed,
     ProducerFenced,
     ProducerSeqGap,
+    StaleEpochError,
     StreamClosedError,
     StreamConflict,
     StreamError,
     StreamGone,
+    StreamHTTPError,
     StreamNotFound,
     StreamSeqConflict,
+    TransportError,
 )
-from ._producer import IdempotentProducer, ProducerClosed
+from .._http import Response, StreamResponse, Transport, default_transport
+from ._producer import IdempotentProducer
 from ._stream import Chunk, DurableStream, StreamMeta
-from ._transport import Response, StreamHTTPError, StreamingResponse, Transport, TransportError, default_transport
+
+#: The streaming answer of a transport (the same protocol as ``stepstone.client.StreamResponse``).
+StreamingResponse = StreamResponse
 
 __all__ = [
     "Chunk",

@@ -22,21 +22,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .._stream_store import ProducerFenced, ProducerSeqGap, StreamError, is_json_type
+from .._errors import ProducerClosed, ProducerFenced, ProducerSeqGap, StreamHTTPError, TransportError
+from .._stream_models import is_json_type
 from ._stream import DurableStream, encode_message
-from ._transport import StreamHTTPError, TransportError, error_for
+from ._wire import error_for
 
-__all__ = ["IdempotentProducer", "ProducerClosed"]
+__all__ = ["IdempotentProducer"]
 
 log = logging.getLogger("stepstone.streams")
 
 _READY, _SENDING, _WAITING = "ready", "sending", "waiting"
-
-
-class ProducerClosed(StreamError):
-    """``append`` after ``close()`` or ``detach()``."""
-
-    code = "producer_closed"
 
 
 class _Batch:

@@ -2,8 +2,8 @@
 catch-up reads from an offset, and live tails (SSE or long-poll) that resume from the last offset
 after a dropped connection.
 
-Stdlib + asyncio only; all I/O goes through a :class:`~._transport.Transport`, so the same code
-runs on CPython (httpx) and in Pyodide (fetch). Must never import httpx, ``js`` or ``pyodide``.
+Stdlib + asyncio only; all I/O goes through stepstone's one HTTP seam (:mod:`stepstone._http`), so
+the same code runs on CPython (httpx) and in Pyodide (fetch). Must never import httpx, ``js`` or ``pyodide``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from .._errors import StreamHTTPError, TransportError
+from .._http import Response, Transport, default_transport
 from .._sse import SSEParser
-from .._stream_store import is_json_type
-from ._transport import Response, StreamHTTPError, Transport, TransportError, default_transport, error_for
+from .._stream_models import is_json_type
+from ._wire import error_for
 
 __all__ = ["Chunk", "DurableStream", "StreamMeta", "encode_message"]
 
@@ -308,14 +310,14 @@ class DurableStream:
         response = await self.transport.stream(url, {"accept": "text/event-stream", **self.headers})
         try:
             if response.status != 200:
-                body = b"".join([c async for c in response.chunks()])
+                body = b"".join([c.encode() if isinstance(c, str) else c async for c in response])
                 raise error_for(Response(response.status, response.headers, body), url)
             content_type = self.content_type or "application/octet-stream"
             b64 = (response.headers.get("stream-sse-data-encoding") or "").lower() == "base64"
             json_mode = is_json_type(content_type)
             parser = SSEParser()
             pending: list[bytes] = []
-            async for raw in response.chunks():
+            async for raw in response:
                 for event in parser.feed(raw):
                     if event.event == "data":
                         pending.append(base64.b64decode(event.data) if b64 else event.data.encode())

@@ -17,9 +17,8 @@ import stepstone
 from stepstone.server import HTTPError
 from stepstone.server.streams import create_streams_app
 from stepstone.streams import DurableStream, IdempotentProducer
+from tests.streams.helpers import StreamServer
 from tests.support.serve import serve_app
-
-from .helpers import StreamServer
 
 _names = itertools.count()
 

@@ -11,7 +11,7 @@ import pytest
 
 import stepstone
 from stepstone import NewEvent, NewRun, StaleLeaseError, StepRecord
-from stepstone._sqlite import SCHEMA_VERSION, SqliteStore
+from stepstone.stores.sqlite._store import SCHEMA_VERSION, SqliteStore
 
 
 def ev(type: str = "log:write") -> NewEvent:

@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 
-from stepstone._errors import StoreError
-from stepstone._sqlite import SqliteStore
-from stepstone._stream_store import (
-    AppendRequest,
-    NewStream,
-    ProducerFenced,
-    ProducerRef,
-    StreamNotFound,
-)
-from stepstone._streams_sqlite import _Batch
+from stepstone._errors import ProducerFenced, StoreError, StreamNotFound
+from stepstone._stream_models import AppendRequest, NewStream, ProducerRef
+from stepstone.stores.sqlite import SqliteStore
+from stepstone.stores.sqlite._streams import _Batch
 
 TEXT = "text/plain"
 

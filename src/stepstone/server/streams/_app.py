@@ -9,7 +9,7 @@ PUT creates (or forks), POST appends (JSON or bytes, idempotent producers, ``Str
 closes, HEAD describes, DELETE deletes, GET reads (catch-up with ETag/304, long-poll, SSE).
 Streams live in the engine's store (memory or SQLite), so they survive a restart with SQLite.
 ``runs/<run_id>`` serves a run's event log as a read-only JSON stream; ``__ds/`` holds the
-reserved subscription APIs. The README (section "Durable Streams") has every request and response.
+reserved subscription APIs. ``docs/streams.md`` has every request and response.
 
 Server-only (needs the ``server`` extra); never imported by ``stepstone/__init__.py``.
 """
@@ -23,30 +23,34 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .._engine import Engine
-from .._errors import StepstoneError, StoreError
-from .._stream_store import (
-    AppendRequest,
+from ..._engine import Engine
+from ..._errors import (
+    HTTPError,
     InvalidStreamRequest,
-    NewStream,
-    Offset,
     ProducerFenced,
-    ProducerRef,
     ProducerSeqGap,
-    ReadResult,
+    StepstoneError,
+    StoreError,
     StreamClosedError,
     StreamError,
     StreamGone,
-    StreamInfo,
     StreamNotFound,
-    StreamStore,
+)
+from ..._stream_models import (
+    AppendRequest,
+    NewStream,
+    Offset,
+    ProducerRef,
+    ReadResult,
+    StreamInfo,
     format_offset,
     parse_expires_at,
     parse_offset,
 )
-from ._streams_http import PREFLIGHT_HEADERS, Headers, Receive, Request, Scope, Send, send_error, send_response
-from ._streams_read import ReadOptions, serve_read
-from ._streams_runs import RunLogSource
+from ...stores._contract import StreamStore
+from ._asgi import PREFLIGHT_HEADERS, Headers, Receive, Request, Scope, Send, send_error, send_response
+from ._read import ReadOptions, serve_read
+from ._runs import RunLogSource
 
 __all__ = ["StreamsApp", "create_streams_app", "streams_mount"]
 
@@ -72,7 +76,7 @@ def _not_found_or_gone(info: StreamInfo | None, path: str) -> StreamInfo:
 
 
 class _StoredSource:
-    """A stored stream as a :class:`~._streams_read.Source`."""
+    """A stored stream as a :class:`~._read.Source`."""
 
     def __init__(self, store: StreamStore, info: StreamInfo) -> None:
         self.store = store
@@ -126,7 +130,7 @@ class StreamsApp:
         }
         self.subscriptions: Any = None
         if subscriptions:
-            from ._streams_subs import Subscriptions
+            from ._subs import Subscriptions
 
             self.subscriptions = Subscriptions(store)
 
@@ -204,7 +208,6 @@ class StreamsApp:
     async def _authorized(self, request: Request, send: Send) -> bool:
         from starlette.requests import Request as StarletteRequest
 
-        from ._errors import HTTPError
 
         try:
             verdict = self.authorize(StarletteRequest(request.scope, request.receive))

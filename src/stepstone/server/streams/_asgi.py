@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from .._errors import error_body
+
 __all__ = [
     "CORS_HEADERS",
     "PREFLIGHT_HEADERS",
@@ -133,7 +135,7 @@ async def send_response(send: Send, status: int, headers: Headers, body: bytes =
 
 
 async def send_error(send: Send, status: int, code: str, message: str, headers: Headers | None = None) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps(error_body(code, message)).encode()
     await send_response(send, status, [*(headers or []), (b"content-type", b"application/json")], body)
 
 

@@ -9,21 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import time
 from typing import Protocol
 
-from .._stream_store import (
-    InvalidStreamRequest,
-    Offset,
-    ReadResult,
-    StreamGone,
-    StreamNotFound,
-    format_offset,
-    normalize_content_type,
-    parse_offset,
-)
-from ._streams_http import (
+from ..._errors import InvalidStreamRequest, StreamGone, StreamNotFound
+from ..._sse import format_event
+from ..._stream_models import Offset, ReadResult, format_offset, normalize_content_type, parse_offset
+from ._asgi import (
     CORS_HEADERS,
     Headers,
     Request,
@@ -36,8 +28,6 @@ from ._streams_http import (
 )
 
 __all__ = ["ReadOptions", "Source", "serve_read"]
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 _UP_TO_DATE = (b"stream-up-to-date", b"true")
 _CLOSED = (b"stream-closed", b"true")
@@ -197,15 +187,6 @@ def _is_text(content_type: str) -> bool:
     return media.startswith("text/") or media == "application/json"
 
 
-def format_event(payload: str, *, event: str) -> bytes:
-    """One SSE event. Each line of ``payload`` (split on CR, LF and CRLF, so a payload can never
-    inject an event) gets its own ``data:`` field. The protocol's servers write ``data:`` with no
-    space (its conformance suite matches ``data:{``); a line that itself starts with a space gets
-    one extra space, which every parser strips, so leading spaces survive."""
-    lines = "".join(f"data: {line}\n" if line[:1] == " " else f"data:{line}\n" for line in _LINE_BREAK.split(payload))
-    return f"event: {event}\n{lines}\n".encode()
-
-
 def _control(next_offset: Offset, cursor: str | None, up_to_date: bool, closed: bool) -> bytes:
     fields: dict[str, object] = {"streamNextOffset": format_offset(next_offset)}
     if closed:
@@ -215,13 +196,13 @@ def _control(next_offset: Offset, cursor: str | None, up_to_date: bool, closed: 
         fields["streamCursor"] = make_cursor(cursor)
         if up_to_date:
             fields["upToDate"] = True
-    return format_event(json.dumps(fields, separators=(",", ":")), event="control")
+    return format_event(json.dumps(fields, separators=(",", ":")), event="control", compact=True)
 
 
 def _data_event(source: Source, result: ReadResult, text: bool) -> bytes:
     raw = _body(source, result)
     payload = raw.decode("utf-8", errors="replace") if text else base64.b64encode(raw).decode("ascii")
-    return format_event(payload, event="data")
+    return format_event(payload, event="data", compact=True)
 
 
 async def _serve_sse(

@@ -10,9 +10,10 @@ Server-only; never imported by ``stepstone/__init__.py`` or the browser path.
 
 from __future__ import annotations
 
-from .._store import Store
-from .._stream_store import Offset, ReadResult, Record, StreamNotFound
-from .._util import dumps
+from ..._errors import StreamNotFound
+from ..._stream_models import Offset, ReadResult, Record
+from ..._util import dumps
+from ...stores._contract import Store
 
 __all__ = ["RunLogSource"]
 

@@ -25,9 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._stream_store import AppendRequest, StreamError, StreamStore, format_offset
-from ._streams_http import Request, Send, send_error, send_response
-from ._streams_sign import CallbackTokens, WebhookSigner
+from ..._errors import StreamError
+from ..._http import Transport, default_transport
+from ..._stream_models import AppendRequest, format_offset
+from ...stores._contract import StreamStore
+from ._asgi import Request, Send, send_error, send_response
+from ._sign import CallbackTokens, WebhookSigner
 
 __all__ = ["Subscriptions", "glob_match"]
 
@@ -185,7 +188,7 @@ class Subscriptions:
         self.subs: dict[str, _Sub] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._client: Any = None
+        self._transport: Transport | None = None  # for webhooks, made on first delivery
         self._closing = False
 
     # -- hooks from the stream routes ----------------------------------------------------------
@@ -221,8 +224,8 @@ class Subscriptions:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
 
     # -- state helpers -------------------------------------------------------------------------
     def _link(self, sub: _Sub, path: str, kind: str, acked: str) -> None:
@@ -325,12 +328,12 @@ class Subscriptions:
         )
         headers = {"content-type": "application/json", "webhook-signature": self.signer.sign(body)}
         try:
-            if self._client is None:
-                import httpx
-
-                self._client = httpx.AsyncClient(timeout=10.0)
-            response = await self._client.post(sub.config["webhook"]["url"], content=body, headers=headers)
-            response.raise_for_status()
+            if self._transport is None:
+                self._transport = default_transport()
+            url = sub.config["webhook"]["url"]
+            response = await self._transport.request("POST", url, headers, body.encode(), timeout=10.0)
+            if response.status >= 400:
+                raise RuntimeError(f"the webhook answered {response.status}")
         except Exception as exc:
             log.warning("stepstone streams: webhook delivery for %s failed: %s", sub.id, exc)
             self._schedule_retry(sub)

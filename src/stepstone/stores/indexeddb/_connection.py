@@ -5,24 +5,24 @@ Opening never hangs silently: a ``blocked`` upgrade (another tab holds an older 
 database written by a newer stepstone, a refused open, and an open that does not answer within
 ``open_timeout`` all raise :class:`~stepstone.StoreError` with what to do about it.
 
-Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
-server-only package); the core never imports it.
+Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
+``pyodide`` itself, never a server-only package); the core never imports it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._browser import Program, js_value, open_database, py_value, run_transaction
-from ._errors import SchemaError, StoreError
-from ._idb_schema import MIGRATIONS, SCHEMA_VERSION, STORES
-from ._idb_tx import Tx
+from ..._errors import SchemaError, StoreError
+from ...browser._idb import DatabaseWatch, Program, open_database, run_transaction
+from ...browser._values import js_value, py_value
+from ._schema import MIGRATIONS, SCHEMA_VERSION, STORES
+from ._tx import Tx
 
 __all__ = ["Connection"]
 
-#: A transaction body over the :class:`Tx` view (see :func:`stepstone._browser.run_transaction`).
+#: A transaction body over the :class:`Tx` view (see :func:`stepstone.browser._idb.run_transaction`).
 TxProgram = Callable[..., Program[Any]]
 
 
@@ -65,7 +65,7 @@ class Connection:
         self.open_timeout = open_timeout
         self.db: Any = None
         self.lost: str | None = None
-        self._proxy: Any = None
+        self._watch: DatabaseWatch | None = None
 
     async def open(self) -> None:
         if self.db is not None:
@@ -90,41 +90,31 @@ class Connection:
         self._attach(db)
 
     def _attach(self, db: Any) -> None:
-        from pyodide.ffi import create_proxy
-
         self.db = db
         self.lost = None
-        self._proxy = create_proxy(self._on_lost)
-        db.onversionchange = self._proxy
-        db.onclose = self._proxy
+        self._watch = DatabaseWatch(db, self._on_lost)
 
-    def _on_lost(self, event: Any) -> None:
+    def _on_lost(self, kind: str) -> None:
         # Another tab wants to upgrade (or the browser dropped the database): let go at once so it
-        # is not blocked; later calls fail with a clear message. The proxy is destroyed after this
-        # call returns, not while it runs.
+        # is not blocked; later calls fail with a clear message.
         self.lost = (
             f"IndexedDB database {self.name!r} was upgraded by another tab; reload this page"
-            if str(event.type) == "versionchange"
+            if kind == "versionchange"
             else f"the browser closed IndexedDB database {self.name!r} (storage cleared?); reload this page"
         )
         self._let_go()
-        asyncio.get_running_loop().call_soon(self._drop_proxy)
 
     def _let_go(self) -> None:
         db, self.db = self.db, None
         if db is not None:
-            db.onversionchange = None
-            db.onclose = None
             db.close()
 
-    def _drop_proxy(self) -> None:
-        if self._proxy is not None:
-            self._proxy.destroy()
-            self._proxy = None
-
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         self._let_go()
-        self._drop_proxy()
+
 
     async def run(self, program: TxProgram, stores: Sequence[str], mode: str = "readwrite", **kwargs: Any) -> Any:
         """Run ``program(tx_view, **kwargs)`` in one transaction and return what it returns, once

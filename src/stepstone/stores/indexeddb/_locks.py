@@ -10,8 +10,8 @@
 
 Within one page the lease and epoch alone decide (several engines may share a page); the locks only
 speak across tabs. Without ``navigator.locks`` both degrade to the lease rule.
-Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
-server-only package); the core never imports it.
+Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
+``pyodide`` itself, never a server-only package); the core never imports it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from ._browser import WebLock, has_web_locks, held_lock_names, request_lock
-from ._errors import StoreError
+from ..._errors import StoreError
+from ...browser._locks import WebLock, has_web_locks, held_lock_names, request_lock
 
 __all__ = ["RunLocks", "WebLockLiveness"]
 

@@ -1,18 +1,19 @@
 """``list_runs`` for the IndexedDB store: pick the indexes that cover the filter, count with them,
 and walk them newest first with cursors, reading only the page asked for.
 
-A program for :func:`stepstone._browser.run_transaction` (see there).
+A program for :func:`stepstone.browser._idb.run_transaction` (see there).
 
-Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
-server-only package); the core never imports it.
+Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
+``pyodide`` itself, never a server-only package); the core never imports it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._browser import Program, is_nil, js_value, py_value
-from ._store import RunFilter
+from ...browser._idb import Program, key_range
+from ...browser._values import is_nil, py_value
+from .._contract import RunFilter
 
 __all__ = ["list_runs_program"]
 
@@ -28,10 +29,8 @@ def _keep(rec: dict[str, Any], f: RunFilter) -> bool:
 
 def _ranges(runs: Any, f: RunFilter) -> list[tuple[Any, Any]]:
     """Disjoint (index, key range) pairs whose union is exactly the runs matching ``f``."""
-    import js
-
     def prefix(*parts: Any) -> Any:
-        return js.IDBKeyRange.bound(js_value(list(parts)), js_value([*parts, []]))
+        return key_range(list(parts), [*parts, []])
 
     statuses = None if f.statuses is None else list(dict.fromkeys(f.statuses))
     if f.job_name is not None and statuses is not None:
@@ -57,7 +56,7 @@ def list_runs_program(runs: Any, f: RunFilter) -> Program[tuple[list[dict[str, A
     ranges = _ranges(runs, f)
     if not ranges:
         return [], 0
-    counts = yield [index.count(key_range) for index, key_range in ranges]
+    counts = yield [index.count(bounds) for index, bounds in ranges]
     total = sum(int(c) for c in counts)
     if f.limit <= 0 or f.offset >= total:
         return [], total
@@ -65,8 +64,8 @@ def list_runs_program(runs: Any, f: RunFilter) -> Program[tuple[list[dict[str, A
     # With one range the cursor skips the offset; with several each must yield offset + limit.
     take = f.limit if single else f.offset + f.limit
     found: list[dict[str, Any]] = []
-    for index, key_range in ranges:
-        request = index.openCursor(key_range, "prev")
+    for index, bounds in ranges:
+        request = index.openCursor(bounds, "prev")
         cursor = yield request
         if single and f.offset and not is_nil(cursor):
             cursor.advance(f.offset)

@@ -1,4 +1,4 @@
-"""The IndexedDB layout of :class:`~stepstone._indexeddb.IndexedDBStore`: object stores, indexes,
+"""The IndexedDB layout of :class:`~stepstone.stores.indexeddb.IndexedDBStore`: object stores, indexes,
 forward-only migrations, and the conversions between stored records and stepstone's models.
 
 Records are plain JSON objects. User payloads (input, output, step results, event data, progress,
@@ -7,8 +7,8 @@ SQLite (a JS number would round integers past 2**53). Index fields that must not
 record are ``null``: IndexedDB leaves a record out of an index whose key is not a valid key, which
 makes ``active``, ``idem`` and ``expires_at`` sparse indexes.
 
-Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
-server-only package); the core never imports it.
+Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
+``pyodide`` itself, never a server-only package); the core never imports it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._browser import js_value
-from ._models import ACTIVE_STATUSES, Event, Progress, Run, StepRecord
-from ._store import NewEvent
-from ._util import dumps, loads
+from ..._models import ACTIVE_STATUSES, Event, Progress, Run, StepRecord
+from ..._util import dumps, loads
+from ...browser._idb import key_range
+from ...browser._values import js_value
+from .._contract import NewEvent
 
 __all__ = [
     "MIGRATIONS",
@@ -81,9 +82,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def run_range(run_id: str) -> Any:
     """Key range of every ``[run_id, …]`` key (steps, events): ``[id]`` sorts before all of them
     and ``[id, []]`` after (arrays sort after numbers and strings)."""
-    import js
-
-    return js.IDBKeyRange.bound(js_value([run_id]), js_value([run_id, []]))
+    return key_range([run_id], [run_id, []])
 
 
 # -- runs --------------------------------------------------------------------------------------

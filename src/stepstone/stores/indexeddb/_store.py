@@ -1,19 +1,19 @@
 """``indexeddb://NAME`` — the browser store: one IndexedDB database per name, shared by every tab
 of the origin. Only importable inside Pyodide.
 
-Each store method is one IndexedDB transaction, written as a program (see :mod:`stepstone._browser`)
+Each store method is one IndexedDB transaction, written as a program (see :mod:`stepstone.browser._idb`)
 so that reads and writes of one operation are atomic: the atomic claim with lease and epoch, the
 fence check of every worker write, the seq numbering of events. A method returns once the
 transaction's ``complete`` event fired. Readwrite transactions of one database are serialised by
 the browser across tabs, which is what makes two tabs' claims exclusive.
 
 Cross-tab: every write is announced on a BroadcastChannel so other tabs' ``wait_events`` and
-``wait_run_changes`` wake at once; Web Locks prove a tab alive or gone (see :mod:`._idb_locks`).
+``wait_run_changes`` wake at once; Web Locks prove a tab alive or gone (see :mod:`._locks`).
 Timing defaults (``engine_defaults``) are short, so a reopened tab resumes a closed tab's run within
 about a second of its own start.
 
-Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
-server-only package); the core never imports it.
+Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
+``pyodide`` itself, never a server-only package); the core never imports it.
 """
 
 from __future__ import annotations
@@ -21,17 +21,20 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
 
-from ._browser import BroadcastNotifier, Program, has_web_locks, js_value, py_value
-from ._errors import InvalidRunState, RunNotFound, StaleLeaseError, StoreError
-from ._idb_connection import Connection
-from ._idb_locks import RunLocks, WebLockLiveness
-from ._idb_schema import record_event, record_run, record_step, run_range, run_record, step_record
-from ._idb_tx import Tx, append, delete, fence, set_status
-from ._liveness import Liveness
-from ._models import ACTIVE_STATUSES, Event, Progress, Run, RunChange, RunStatus, StepRecord
-from ._notify import RUNS_KEY
-from ._store import NewEvent, NewRun, RunFilter
-from ._util import dumps, now
+from ..._errors import InvalidRunState, RunNotFound, StaleLeaseError, StoreError
+from ..._liveness import Liveness
+from ..._models import ACTIVE_STATUSES, Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ..._notify import RUNS_KEY
+from ..._util import dumps, now
+from ...browser._broadcast import BroadcastNotifier
+from ...browser._idb import Program, key_range
+from ...browser._locks import has_web_locks
+from ...browser._values import js_value, py_value
+from .._contract import NewEvent, NewRun, RunFilter
+from ._connection import Connection
+from ._locks import RunLocks, WebLockLiveness
+from ._schema import record_event, record_run, record_step, run_range, run_record, step_record
+from ._tx import Tx, append, delete, fence, set_status
 
 __all__ = ["IndexedDBStore"]
 
@@ -145,7 +148,7 @@ class IndexedDBStore:
         return result
 
     async def list_runs(self, filter: RunFilter) -> tuple[list[Run], int]:
-        from ._idb_query import list_runs_program
+        from ._query import list_runs_program
 
         def program(t: Tx) -> Program[tuple[list[dict[str, Any]], int]]:
             return (yield from list_runs_program(t.store("runs"), filter))
@@ -417,13 +420,11 @@ class IndexedDBStore:
         return sorted((record_step(r) for r in recs), key=lambda s: s.index)
 
     async def read_events(self, run_id: str, from_seq: int = 0, limit: int = 1000) -> list[Event]:
-        import js
-
         if limit <= 0:
             return []
 
         def program(t: Tx) -> Program[list[dict[str, Any]]]:
-            bounds = js.IDBKeyRange.bound(js_value([run_id, max(from_seq, 0)]), js_value([run_id, []]))
+            bounds = key_range([run_id, max(from_seq, 0)], [run_id, []])
             return py_value((yield t.store("events").getAll(bounds, limit))) or []
 
         recs: list[dict[str, Any]] = await self._run(program, ["events"], "readonly")
@@ -441,10 +442,8 @@ class IndexedDBStore:
         await self._notifier.hub.wait(run_id, timeout)
 
     async def run_changes(self, after_version: int, limit: int = 100) -> list[RunChange]:
-        import js
-
         def program(t: Tx) -> Program[list[RunChange]]:
-            after = js.IDBKeyRange.lowerBound(after_version, True)
+            after = key_range(after_version, lower_open=True)
             found = yield [
                 t.store("runs").index("version").getAll(after, limit),
                 t.store("tombstones").getAll(after, limit),
@@ -490,12 +489,10 @@ class IndexedDBStore:
         return deleted
 
     async def sweep(self, now: float) -> int:
-        import js
-
         def program(t: Tx) -> Program[list[str]]:
-            old_tombstones = js.IDBKeyRange.upperBound(now - _TOMBSTONE_TTL, True)
+            old_tombstones = key_range(upper=now - _TOMBSTONE_TTL, upper_open=True)
             found = yield [
-                t.store("runs").index("expires").getAllKeys(js.IDBKeyRange.upperBound(now)),
+                t.store("runs").index("expires").getAllKeys(key_range(upper=now)),
                 t.counters_request(),
                 t.store("tombstones").index("deleted_at").getAllKeys(old_tombstones),
             ]

@@ -1,8 +1,8 @@
 """Inside one IndexedDB transaction of the store: the view a program gets (object stores, JSON
 records in and out, the store-wide counters), and the record edits several operations share.
 
-Browser-only: imports nothing but the stdlib, stepstone's core and ``js``/``pyodide`` (never a
-server-only package); the core never imports it.
+Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
+``pyodide`` itself, never a server-only package); the core never imports it.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._browser import js_value, py_value
-from ._errors import RunNotFound, StaleLeaseError
-from ._idb_schema import events_out, run_range
-from ._models import ACTIVE_STATUSES, Event
-from ._store import NewEvent
+from ..._errors import RunNotFound, StaleLeaseError
+from ..._models import ACTIVE_STATUSES, Event
+from ...browser._values import js_value, py_value
+from .._contract import NewEvent
+from ._schema import events_out, run_range
 
 __all__ = ["Tx", "append", "delete", "fence", "set_status"]
 

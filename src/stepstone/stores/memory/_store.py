@@ -11,11 +11,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ._errors import InvalidRunState, RunNotFound, StaleLeaseError
-from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
-from ._notify import RUNS_KEY, Hub
-from ._store import NewEvent, NewRun, RunFilter
-from ._streams_memory import MemoryStreamsMixin
+from ..._errors import InvalidRunState, RunNotFound, StaleLeaseError
+from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ..._notify import RUNS_KEY, Hub
+from .._contract import NewEvent, NewRun, RunFilter
+from ._streams import MemoryStreamsMixin
 
 __all__ = ["MemoryStore"]
 

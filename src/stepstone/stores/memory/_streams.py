@@ -12,7 +12,8 @@ from bisect import bisect_right
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ._stream_store import (
+from ..._errors import StreamConflict, StreamGone, StreamNotFound
+from ..._stream_models import (
     AppendRequest,
     AppendResult,
     CreateResult,
@@ -21,25 +22,24 @@ from ._stream_store import (
     ProducerState,
     ReadResult,
     Record,
-    StreamConflict,
-    StreamGone,
     StreamInfo,
-    StreamNotFound,
+    is_json_type,
+    normalize_content_type,
+)
+from .._stream_rules import (
     check_fork_offset,
     committed,
     decide_append,
     flatten_json,
     initial_records,
-    is_json_type,
     next_tail,
-    normalize_content_type,
     same_config,
     stream_key,
     sub_offset_prefix,
 )
 
 if TYPE_CHECKING:
-    from ._notify import Hub
+    from ..._notify import Hub
 
 __all__ = ["MemoryStreamsMixin"]
 

@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._errors import StepstoneError, StoreError
-from ._notify import Hub
+from ..._errors import StepstoneError, StoreError
+from ..._notify import Hub
 
 __all__ = ["GroupCommitMixin"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._models import Progress, Run
-from ._streams_sqlite import SCHEMA_STREAMS
-from ._util import dumps, loads
+from ..._models import Progress, Run
+from ..._util import dumps, loads
+from ._streams import SCHEMA_STREAMS
 
 __all__ = ["MIGRATIONS", "RUN_COLUMNS", "SCHEMA_VERSION", "progress_json", "row_to_run"]
 

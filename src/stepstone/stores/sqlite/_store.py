@@ -15,15 +15,16 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StoreError
-from ._liveness import FileLockLiveness, Liveness
-from ._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
-from ._notify import RUNS_KEY, Hub
-from ._sqlite_commit import GroupCommitMixin
-from ._sqlite_schema import MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION, progress_json, row_to_run
-from ._store import NewEvent, NewRun, RunFilter
-from ._streams_sqlite import SqliteStreamsMixin
-from ._util import dumps, loads, now
+from ..._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StoreError
+from ..._liveness import Liveness
+from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ..._notify import RUNS_KEY, Hub
+from ..._util import dumps, loads, now
+from .._contract import NewEvent, NewRun, RunFilter
+from ._commit import GroupCommitMixin
+from ._liveness import FileLockLiveness
+from ._schema import MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION, progress_json, row_to_run
+from ._streams import SqliteStreamsMixin
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 

@@ -1,4 +1,4 @@
-"""Durable Streams in the ``sqlite:///`` store: a mixin of :class:`~stepstone._sqlite.SqliteStore`.
+"""Durable Streams in the ``sqlite:///`` store: a mixin of :class:`~stepstone.stores.sqlite.SqliteStore`.
 
 Records are rows keyed by one integer, ``stream_id << 32 | seq`` (the table's rowid, so records of
 a stream sit together and no second index is kept); a read from an offset is a rowid range scan,
@@ -24,38 +24,43 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StepstoneError, StoreError
-from ._stream_store import (
+from ..._errors import (
+    ProducerFenced,
+    StepstoneError,
+    StoreError,
+    StreamConflict,
+    StreamError,
+    StreamGone,
+    StreamNotFound,
+)
+from ..._stream_models import (
     AppendRequest,
     AppendResult,
     CreateResult,
     NewStream,
     Offset,
-    ProducerFenced,
     ProducerState,
     ReadResult,
     Record,
-    StreamConflict,
-    StreamError,
-    StreamGone,
     StreamInfo,
-    StreamNotFound,
+    is_json_type,
+    normalize_content_type,
+    parse_expires_at,
+)
+from .._stream_rules import (
     check_fork_offset,
     committed,
     decide_append,
     flatten_json,
     initial_records,
-    is_json_type,
     next_tail,
-    normalize_content_type,
-    parse_expires_at,
     same_config,
     stream_key,
     sub_offset_prefix,
 )
 
 if TYPE_CHECKING:
-    from ._notify import Hub
+    from ..._notify import Hub
 
 __all__ = ["SCHEMA_STREAMS", "SqliteStreamsMixin"]
 
