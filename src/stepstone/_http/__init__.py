@@ -8,7 +8,6 @@ imports the implementation the platform needs when it is called.
 
 from __future__ import annotations
 
-from .. import browser
 from ._mock import MockStream, MockTransport
 from ._models import Request, Response, StreamResponse, Transport
 
@@ -18,6 +17,8 @@ __all__ = ["MockStream", "MockTransport", "Request", "Response", "StreamResponse
 def default_transport() -> Transport:
     """The platform's transport: the browser's ``fetch`` inside Pyodide, httpx on CPython (which
     needs ``pip install stepstone[client]``)."""
+    from .. import browser  # the one Pyodide check; browser/ sits below this seam, so not at import
+
     if browser.in_pyodide():
         from ..browser._fetch import FetchTransport
 
