@@ -18,7 +18,7 @@ from ._errors import DuplicateJob, EngineNotStarted, InvalidInput, JobNotFound, 
 from ._jobs import Job, validate
 from ._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
 from ._runtime import Runtime
-from ._util import dumps, loads, new_id, now
+from ._util import dumps, loads, new_id, now, unencodable
 from ._worker import Worker
 from .stores._contract import NewEvent, NewRun, RunFilter, Store
 from .stores._urls import open_store
@@ -30,6 +30,27 @@ log = logging.getLogger("stepstone")
 EventCallback = Callable[[Event], Any]
 
 _DEFAULT_TIMING: dict[str, float] = {"polling_interval": 1.0, "heartbeat_interval": 5.0, "stale_threshold": 30.0}
+_NOT_UNICODE = "holds the lone surrogate {!r}, which is not valid Unicode text and cannot be stored"
+
+
+def _check_options(
+    idempotency_key: str | None, concurrency_key: str | None, labels: Mapping[str, str] | None
+) -> None:
+    """Refuse keys and labels no store can keep, naming the field (``InvalidInput``)."""
+    for name, key in (("idempotency_key", idempotency_key), ("concurrency_key", concurrency_key)):
+        if key is not None and (not isinstance(key, str) or not key):
+            raise InvalidInput(f"{name} must be a non-empty string, not {key!r}")
+        bad = None if key is None else unencodable(key)
+        if bad is not None:
+            raise InvalidInput(f"{name} {_NOT_UNICODE.format(bad)}")
+    if labels is None:
+        return
+    if not isinstance(labels, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise InvalidInput(f"labels must be a dict of strings to strings, not {labels!r}")
+    for key, value in labels.items():
+        bad = unencodable(key) or unencodable(value)
+        if bad is not None:
+            raise InvalidInput(f"label {key!r} {_NOT_UNICODE.format(bad)}")
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,9 @@ class JobHandle:
                 prepared.append((item["input"], {k: item[k] for k in options if k in item}))
             else:
                 prepared.append((item, {}))
-        for payload, _ in prepared:
+        for payload, opts in prepared:
             self.engine._check_input(self.job, payload)
+            _check_options(opts.get("idempotency_key"), opts.get("concurrency_key"), opts.get("labels"))
         return [await self.trigger(payload, **opts) for payload, opts in prepared]
 
     async def get_run(self, run_id: str) -> Run | None:
@@ -311,6 +333,9 @@ class Engine:
             text = dumps(input)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"input for job {job.name!r} is not JSON-serialisable: {exc}") from exc
+        bad = unencodable(text)
+        if bad is not None:
+            raise InvalidInput(f"input for job {job.name!r} {_NOT_UNICODE.format(bad)}")
         try:
             validate(job.input, input)
         except Exception as exc:
@@ -331,14 +356,7 @@ class Engine:
         self._require_started()
         definition = self._job(job)
         raw = self._check_input(definition, input)
-        for name, key in (("idempotency_key", idempotency_key), ("concurrency_key", concurrency_key)):
-            if key is not None and (not isinstance(key, str) or not key):
-                raise InvalidInput(f"{name} must be a non-empty string, not {key!r}")
-        if labels is not None and (
-            not isinstance(labels, Mapping)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-        ):
-            raise InvalidInput(f"labels must be a dict of strings to strings, not {labels!r}")
+        _check_options(idempotency_key, concurrency_key, labels)
         t = now()
         new = NewRun(
             id=new_id(),

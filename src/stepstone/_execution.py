@@ -17,7 +17,7 @@ from ._jobs import Job, to_jsonable, validate
 from ._models import Progress, Run, StepRecord
 from ._runtime import Runtime
 from ._step import Step
-from ._util import dumps, error_text, loads, now
+from ._util import error_text, json_copy, now
 from ._writer import RunWriter
 from .stores._contract import NewEvent
 
@@ -50,6 +50,7 @@ class Execution:
         self._current_step: str | None = None
         self._earlier: dict[str, int] = {}
         self._emitted: dict[str, int] = {}
+        self._write_failure: BaseException | None = None
 
     # -- the StepHost protocol ---------------------------------------------------------------
     @property
@@ -99,10 +100,15 @@ class Execution:
         self._earlier = counts
 
     def _lost(self, exc: BaseException) -> None:
-        """A background write failed: the run is no longer ours (or the store broke). Stop."""
-        if not isinstance(exc, StaleLeaseError):
+        """A background write failed. Fenced off (the run was cancelled or taken over): stop and
+        write nothing more. Anything else (the store refused the write): stop the job, and
+        :meth:`execute` fails the run with that error, so it is never left ``running``."""
+        if isinstance(exc, StaleLeaseError):
+            self.writer.close()
+        else:
             log.error("stepstone: writing events of run %s failed: %s", self.run.id, exc)
-        self.writer.close()
+            self._write_failure = exc
+            self.writer.discard()
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
@@ -124,6 +130,15 @@ class Execution:
         except StaleLeaseError:
             self.writer.close()
             return
+        except asyncio.CancelledError:
+            if self._write_failure is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            error = f"StoreError: the run's events could not be stored: {error_text(self._write_failure)}"
+            await self._finish("failed", None, error, NewEvent("run:fail", {"error": error}, now()))
+            return
         except Exception as exc:
             error = error_text(exc)
             log.info("stepstone: run %s (%s) failed: %s", run.id, job.name, error)
@@ -137,7 +152,7 @@ class Execution:
         except Exception as exc:
             raise InvalidOutput(f"output rejected by job {self.job.name!r}: {exc}") from exc
         try:
-            return loads(dumps(value))
+            return json_copy(value)
         except (TypeError, ValueError) as exc:
             raise InvalidOutput(
                 f"job {self.job.name!r} returned a {type(value).__name__}, which is not JSON-serialisable: {exc}"
@@ -150,6 +165,20 @@ class Execution:
             await self.writer.finish(status, output, error, expires_at, event)
         except StaleLeaseError:
             self.writer.close()
+        except Exception as exc:
+            # The store refused the outcome itself: record the refusal instead (its text is always
+            # storable), so the run ends failed rather than staying running. If even that fails
+            # the store is down: the lease runs out and the run is tried again later.
+            log.error("stepstone: storing the outcome of run %s failed: %s", self.run.id, exc)
+            fallback = f"StoreError: the run's outcome could not be stored: {error_text(exc)}"
+            try:
+                await self.writer.finish(
+                    "failed", None, fallback, expires_at, NewEvent("run:fail", {"error": fallback}, now())
+                )
+            except StaleLeaseError:
+                self.writer.close()
+            except Exception:
+                log.exception("stepstone: run %s could not be failed either; its lease will expire", self.run.id)
 
     async def _stream(self, step: Step, payload: Any) -> Any:
         """Each yielded value becomes a ``stream`` event (deduplicated on resume by ``emit``)."""
@@ -159,7 +188,7 @@ class Execution:
             async for value in gen:  # type: ignore[union-attr]
                 if index >= self._earlier.get("stream", 0):
                     try:
-                        item = loads(dumps(value))
+                        item = json_copy(value)
                     except (TypeError, ValueError) as exc:
                         raise InvalidOutput(
                             f"stream item {index} of job {self.job.name!r} is a {type(value).__name__}, "

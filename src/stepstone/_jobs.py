@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._util import unencodable
+
 if TYPE_CHECKING:
     from ._step import Step
 
@@ -55,8 +57,8 @@ class Job:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"a job name must be a non-empty string, not {name!r}")
+    if not isinstance(name, str) or not name.strip() or unencodable(name) is not None:
+        raise ValueError(f"a job name must be a non-empty string of valid Unicode text, not {name!r}")
 
 
 def define_job(
@@ -77,6 +79,8 @@ def define_job(
     _check_name(name)
     if not (inspect.iscoroutinefunction(run) or inspect.isasyncgenfunction(run)):
         raise TypeError(f"job {name!r}: run must be an async function or async generator, not {run!r}")
+    if unencodable(str(version)) is not None:
+        raise ValueError(f"job {name!r}: the version must be valid Unicode text, not {version!r}")
     return Job(name=name, run=run, version=str(version), input=input, output=output, retention=retention)
 
 

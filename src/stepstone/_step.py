@@ -10,13 +10,14 @@ import asyncio
 import copy
 import inspect
 import json
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._errors import StepResultNotSerializable
 from ._models import Progress, Run, StepRecord
-from ._util import dumps, error_text, loads, now
+from ._util import error_text, escape_text, escape_unencodable, json_copy, now, unencodable
 from .stores._contract import NewEvent
 
 __all__ = ["Step", "StepHost", "StepLogger", "jsonable"]
@@ -47,8 +48,21 @@ class StepHost(Protocol):
 
 
 def jsonable(value: Any) -> Any:
-    """Log data is best effort: anything JSON cannot hold is written as its ``repr``."""
-    return json.loads(json.dumps(value, default=repr, ensure_ascii=False))
+    """Log data is best effort: anything JSON cannot hold is written as its ``repr`` (NaN and
+    Infinity too, as ``"nan"``, ``"inf"``), and a lone surrogate (not valid Unicode) as its
+    ``\\udXXX`` escape."""
+    plain = json.loads(json.dumps(value, default=repr, ensure_ascii=False), parse_constant=_constant)
+    return escape_unencodable(plain)
+
+
+def _constant(name: str) -> str:
+    return {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[name]
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"step.progress: {name} must be a finite number, not {value!r}")
+    return value
 
 
 class StepLogger:
@@ -62,7 +76,7 @@ class StepLogger:
             "log:write",
             {
                 "level": level,
-                "message": str(message),
+                "message": escape_text(str(message)),
                 "data": jsonable(data) if data else None,
                 "step": self._ex.current_step,
             },
@@ -106,8 +120,8 @@ class Step:
         first run and a resume see the same value.
         """
         ex = self._ex
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a step name must be a non-empty string, not {name!r}")
+        if not isinstance(name, str) or not name or unencodable(name) is not None:
+            raise ValueError(f"a step name must be a non-empty string of valid Unicode text, not {name!r}")
         index, recorded = ex.open_step(name)
         if recorded is not None and recorded.status == "completed":
             return copy.deepcopy(recorded.output)
@@ -124,12 +138,12 @@ class Step:
             await self._fail(name, index, started, error_text(exc))
             raise
         try:
-            value = loads(dumps(result))
+            value = json_copy(result)
         except (TypeError, ValueError) as exc:
             err = StepResultNotSerializable(
                 f"step {name!r} returned a {type(result).__name__}, which is not JSON-serialisable: {exc}"
             )
-            await self._fail(name, index, started, str(err))
+            await self._fail(name, index, started, escape_text(str(err)))
             raise err from exc
         done = now()
         record = StepRecord(ex.run.id, name, index, "completed", value, None, started, done)
@@ -146,6 +160,8 @@ class Step:
         await self._ex.commit_step(record, event)
 
     def progress(self, current: float, total: float | None = None, message: str | None = None) -> None:
-        """Report progress; stored on the run and written as a ``run:progress`` event."""
-        progress = Progress(current, total, message)
+        """Report progress; stored on the run and written as a ``run:progress`` event. ``current``
+        and ``total`` are finite numbers (a ValueError says so at once, in the job)."""
+        current, total = _finite("current", current), None if total is None else _finite("total", total)
+        progress = Progress(current, total, None if message is None else escape_text(str(message)))
         self._ex.emit("run:progress", {**progress.to_json(), "step": self._ex.current_step}, progress)

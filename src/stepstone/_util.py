@@ -7,7 +7,17 @@ import os
 import time
 from typing import Any
 
-__all__ = ["dumps", "error_text", "loads", "new_id", "now"]
+__all__ = [
+    "dumps",
+    "error_text",
+    "escape_text",
+    "escape_unencodable",
+    "json_copy",
+    "loads",
+    "new_id",
+    "now",
+    "unencodable",
+]
 
 
 def now() -> float:
@@ -35,6 +45,48 @@ def loads(text: str | None) -> Any:
 
 
 def error_text(exc: BaseException) -> str:
-    """``Type: message`` (or just ``Type``): how a failed step or run records its error."""
+    """``Type: message`` (or just ``Type``): how a failed step or run records its error. Always
+    storable: a lone surrogate in the message (an ``os.fsdecode``-d file name) is escaped."""
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return escape_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+# -- text every store can keep -----------------------------------------------------------------
+# Python strings may hold lone surrogates ("\ud800", what os.fsdecode makes of undecodable bytes);
+# UTF-8, and so SQLite, PostgreSQL and IndexedDB, cannot. The engine refuses them where values enter
+# (input, keys, labels, step results, outputs) and escapes them where text is best effort (logs,
+# progress messages, error texts), so no store ever sees one.
+def unencodable(text: str) -> str | None:
+    """The first character of ``text`` that UTF-8 cannot encode (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return text[exc.start]
+    return None
+
+
+def escape_text(text: str) -> str:
+    """``text`` with each lone surrogate written as the six characters ``\\udXXX``."""
+    return text if unencodable(text) is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def escape_unencodable(value: Any) -> Any:
+    """``value`` with each lone surrogate in its strings (and keys) written as the six characters
+    ``\\udXXX``; ``value`` itself when it has none (the common case costs one encode)."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_unencodable(k): escape_unencodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_unencodable(v) for v in value]
+    return value
+
+
+def json_copy(value: Any) -> Any:
+    """``value`` after a JSON round trip, as every store will give it back. Raises ValueError (or
+    TypeError) when no store can keep it: not JSON, NaN or Infinity, or a lone surrogate."""
+    text = dumps(value)
+    bad = unencodable(text)
+    if bad is not None:
+        raise ValueError(f"it holds the lone surrogate {bad!r}, which is not valid Unicode text")
+    return loads(text)

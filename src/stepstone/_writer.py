@@ -110,6 +110,10 @@ class RunWriter:
             self._dispatch(written)
             return run
 
+    def discard(self) -> None:
+        """Drop what is buffered and not written (it could not be stored); keep writing after."""
+        self._take()
+
     def close(self) -> None:
         """Drop anything unwritten; used once the run is lost to this worker."""
         self.closed = True

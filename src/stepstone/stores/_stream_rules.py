@@ -75,6 +75,8 @@ def flatten_json(body: bytes, *, allow_empty: bool) -> bytes:
         value = _DECODER.decode(text)
     except ValueError as exc:
         raise InvalidStreamRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidStreamRequest("the body's JSON nests too deeply") from None
     stripped = body.strip(_JSON_WS)
     if isinstance(value, list):
         if not value:
@@ -87,7 +89,10 @@ def flatten_json(body: bytes, *, allow_empty: bool) -> bytes:
 
 def json_slice(data: bytes, count: int) -> bytes:
     """The first ``count`` messages of a stored JSON record (messages joined by commas)."""
-    values = json.loads(b"[" + data + b"]")
+    try:
+        values = json.loads(b"[" + data + b"]")
+    except RecursionError:  # stored by an older stepstone that allowed it
+        raise InvalidStreamRequest("that append's JSON nests too deeply to split") from None
     if count > len(values):
         raise InvalidStreamRequest(f"sub-offset {count} is past the {len(values)} messages of that append")
     return ",".join(json.dumps(v, separators=(",", ":"), ensure_ascii=False) for v in values[:count]).encode()

@@ -1,13 +1,15 @@
 """Group commit for the SQLite store: writes queued in one event-loop tick share one transaction.
 
 Each write is a function of the connection, run inside its own savepoint so a refused one (a stale
-epoch) fails alone; the transaction commits once, then every waiter is answered and its keys are
-published. Stdlib + asyncio only.
+epoch) — or one that raises anything else (a value SQLite cannot bind) — fails alone; the
+transaction commits once, then every waiter is answered and its keys are published. Only a failure
+of the transaction itself (BEGIN, COMMIT, a savepoint) fails every write in it. Stdlib + asyncio only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,11 +19,14 @@ from ..._notify import Hub
 
 __all__ = ["GroupCommitMixin"]
 
+log = logging.getLogger("stepstone")
+
 T = TypeVar("T")
 
 
 class _Refused(Exception):
-    """Carries a StepstoneError out of a single-op transaction so it is rolled back, then re-raised."""
+    """Carries one write's own error out of a single-op transaction so it is rolled back, then
+    re-raised to that write alone."""
 
     def __init__(self, error: StepstoneError) -> None:
         super().__init__(str(error))
@@ -66,7 +71,8 @@ class GroupCommitMixin:
                 live[0][1].set_exception(refused.error)
             return
         except Exception as exc:  # the transaction itself failed: every write in it failed
-            error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite write to {self.path!r} failed: {exc}")
+            log.error("stepstone: a write transaction in %s failed", self.path, exc_info=exc)
+            error = exc if isinstance(exc, StoreError) else StoreError(f"the SQLite store could not write: {exc}")
             for _, fut, _, _ in live:
                 if not fut.done():
                     fut.set_exception(error)
@@ -111,12 +117,13 @@ class GroupCommitMixin:
             db.execute("SAVEPOINT op")
         try:
             result = op(db)
-        except StepstoneError as exc:
+        except Exception as exc:
+            refusal = exc if isinstance(exc, StepstoneError) else StoreError(f"the write failed: {exc}")
             if not savepoint:
-                raise _Refused(exc) from exc
+                raise _Refused(refusal) from exc
             db.execute("ROLLBACK TO op")
             db.execute("RELEASE op")
-            return False, exc
+            return False, refusal
         if savepoint:
             db.execute("RELEASE op")
         return True, result

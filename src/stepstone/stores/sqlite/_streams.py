@@ -18,6 +18,7 @@ never import anything HTTP or browser.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
     from ..._notify import Hub
 
 __all__ = ["SCHEMA_STREAMS", "SqliteStreamsMixin"]
+
+log = logging.getLogger("stepstone")
 
 #: The v2 migration: streams, their records and their producers' state.
 SCHEMA_STREAMS = """
@@ -373,10 +376,14 @@ class SqliteStreamsMixin:
                         outcomes.append(self._ds_append_op(db, work, path, req, now, published))
                     except (StreamError, ProducerFenced) as refused:
                         outcomes.append(refused)
+                    except Exception as exc:  # decided before any write: this append fails alone
+                        log.error("stepstone: an append to %r in %s failed", path, self.path, exc_info=exc)
+                        outcomes.append(StoreError(f"the append failed: {type(exc).__name__}"))
                 work.write(db)
         except Exception as exc:  # the transaction failed: nothing in it was committed
             self._ds_forget()  # (the cache may hold part of it)
-            error = exc if isinstance(exc, StoreError) else StoreError(f"sqlite append to {self.path!r} failed: {exc}")
+            log.error("stepstone: a stream write transaction in %s failed", self.path, exc_info=exc)
+            error = exc if isinstance(exc, StoreError) else StoreError(f"the stream store could not write: {exc}")
             for item in live:
                 if not item[3].done():
                     item[3].set_exception(error)
