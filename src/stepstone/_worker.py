@@ -50,8 +50,9 @@ class Worker:
                 await self._fill()
             except Exception:  # the store hiccuped (locked, network): try again next tick
                 log.exception("stepstone: claiming runs failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), rt.polling_interval)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout, not wait_for: see _notify.py
+                async with asyncio.timeout(rt.polling_interval):
+                    await self._wake.wait()
 
     async def _fill(self) -> None:
         rt = self.runtime
