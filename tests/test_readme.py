@@ -79,3 +79,19 @@ def test_the_quick_start_killed_mid_way_resumes_without_rerunning_the_finished_s
     assert "step 'count' runs" not in resumed
     assert "step 'total' runs" in resumed
     assert resumed.strip().endswith(RESULT)
+
+
+EXAMPLES = ROOT / "web" / "examples"
+
+
+def test_the_readme_shows_the_example_pages_as_they_are_and_each_stays_within_15_lines() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Use it from your own PyScript page\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:html|python)\n(.*?)```", section, re.S)
+    pages = {path.name: path.read_text() for path in sorted(EXAMPLES.iterdir())}
+    assert sorted(pages) == ["local.html", "local.py", "server.html", "server.py"]
+    assert sorted(blocks) == sorted(pages.values()), "the README's pages differ from web/examples/"
+    for name, source in pages.items():
+        if name.endswith(".py"):
+            code = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+            assert len(code) <= 15, f"{name} has {len(code)} lines of Python (blank and comment lines aside)"
