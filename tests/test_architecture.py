@@ -34,6 +34,9 @@ THIRD_PARTY_HOMES: dict[str, tuple[str, ...]] = {
     "cryptography": ("stepstone.server",),
     "httpx": ("stepstone._http._httpx",),
     "psycopg": ("stepstone.stores.postgres",),
+    "pytest": ("stepstone.pytest_plugin",),
+    "opentelemetry": ("stepstone.otel",),
+    "pytest_asyncio": ("stepstone.pytest_plugin",),
     "psycopg_pool": ("stepstone.stores.postgres",),
 }
 CORE_MAY_IMPORT = {"stepstone.stores", "stepstone.stores._contract", "stepstone.stores._urls"}

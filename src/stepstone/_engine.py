@@ -10,17 +10,23 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from typing import Any
 
-from ._errors import DuplicateJob, EngineNotStarted, InvalidInput, JobNotFound, RunNotFound, WaitTimeout
+from ._clock import Clock, SystemClock
+from ._control import Control
+from ._errors import EngineNotStarted, InvalidInput, JobNotFound
 from ._jobs import Job, validate
-from ._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
+from ._models import Event, Run, RunList, RunStatus, TriggerResult
+from ._reading import Reading, Snapshot
+from ._registry import Registry
 from ._runtime import Runtime
-from ._util import dumps, loads, new_id, now, unencodable
+from ._schedules import Schedules, schedule_job
+from ._tracing import Tracer, incoming_trace
+from ._util import dumps, loads, new_id, unencodable
 from ._worker import Worker
-from .stores._contract import NewEvent, NewRun, RunFilter, Store
+from .stores._contract import NewEvent, NewRun, Store
 from .stores._urls import open_store
 
 __all__ = ["Engine", "JobHandle", "Snapshot", "create_engine"]
@@ -53,16 +59,6 @@ def _check_options(
             raise InvalidInput(f"label {key!r} {_NOT_UNICODE.format(bad)}")
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A run as a streaming consumer sees it: the run, every ``stream`` value so far, and where the
-    log ends (``next_seq``); ``run.is_terminal`` is the terminal marker."""
-
-    run: Run
-    items: list[Any]
-    next_seq: int
-
-
 class JobHandle:
     """A registered job, bound to its engine: ``await handle.trigger(payload)``."""
 
@@ -80,7 +76,12 @@ class JobHandle:
         labels: Mapping[str, str] | None = None,
     ) -> TriggerResult:
         return await self.engine.trigger(
-            self.name, input, idempotency_key=idempotency_key, concurrency_key=concurrency_key, labels=labels
+            self.name,
+            input,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            labels=labels,
+            version=self.job.version,
         )
 
     async def trigger_and_wait(
@@ -126,7 +127,7 @@ class JobHandle:
         return await self.engine.get_runs(job_name=self.name, status=status, labels=labels, limit=limit, offset=offset)
 
 
-class Engine:
+class Engine(Reading, Control):
     """Durable job engine. Create with :func:`create_engine`; see the README for a tour."""
 
     def __init__(
@@ -143,6 +144,8 @@ class Engine:
         worker: bool = True,
         owner: str | None = None,
         owns_store: bool = False,
+        clock: Clock | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         # A store may suggest its own timing (the browser wants a closed tab's runs back within a
         # second); explicit options always win.
@@ -167,13 +170,16 @@ class Engine:
         self.sweep_interval = sweep_interval
         self.run_worker = worker
         self._owns_store = owns_store
-        self._jobs: dict[str, Job] = {}
+        self._registry = Registry()
         self._listeners: dict[str, list[EventCallback]] = {}
         self._runtime = Runtime(
             store=store,
             owner=owner or f"{os.getpid()}-{new_id()[-12:]}",
-            jobs=self._jobs,
+            jobs=self._registry.jobs,
             dispatch=self._dispatch,
+            start_child=self._start_child,
+            clock=clock or SystemClock(),
+            tracer=tracer,
             polling_interval=polling_interval,
             heartbeat_interval=heartbeat_interval,
             stale_threshold=stale_threshold,
@@ -181,6 +187,9 @@ class Engine:
             event_linger=event_linger,
             retention=retention,
         )
+        self.schedules = Schedules(self, self._runtime.clock.now)
+        """Cron schedules: ``await engine.schedules.create(name, job, "0 7 * * *", timezone=…)``."""
+        self._registry.add(schedule_job(self, self._runtime.clock.now))
         self._worker: Worker | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._callback_tasks: set[asyncio.Task[Any]] = set()
@@ -220,6 +229,11 @@ class Engine:
     def retention(self) -> float | None:
         return self._runtime.retention
 
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (``stepstone.testing.TestClock`` in tests that travel in time)."""
+        return self._runtime.clock
+
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def started(self) -> bool:
@@ -228,23 +242,24 @@ class Engine:
 
     @property
     def job_names(self) -> frozenset[str]:
-        return frozenset(self._jobs)
+        return frozenset(self._registry.jobs)
 
     def register(self, job: Job) -> JobHandle:
-        """Make a job runnable by this engine; returns a handle to trigger it."""
+        """Make a job runnable by this engine; returns a handle to trigger it. Several versions
+        of one job may be registered side by side: each run executes only on its own version."""
         if not isinstance(job, Job):
             raise TypeError(f"register() takes a Job (made by @stepstone.job or define_job), not {job!r}")
-        existing = self._jobs.get(job.name)
-        if existing is not None and existing is not job:
-            raise DuplicateJob(f"a different job named {job.name!r} is already registered")
-        self._jobs[job.name] = job
+        self._registry.add(job)
         if self._worker is not None:
             self._worker.wake()
         return JobHandle(self, job)
 
-    def get_job(self, name: str) -> JobHandle | None:
-        job = self._jobs.get(name)
-        return None if job is None else JobHandle(self, job)
+    def get_job(self, name: str, version: str | None = None) -> JobHandle | None:
+        """The registered job ``name`` (its newest version unless ``version`` is given), or None."""
+        try:
+            return JobHandle(self, self._registry.get(name, version))
+        except JobNotFound:
+            return None
 
     async def init(self) -> None:
         """Open and migrate the store, then start the worker (unless ``worker=False``)."""
@@ -257,6 +272,9 @@ class Engine:
             await self._worker.start()
         if self.sweep_interval:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="stepstone-sweeper")
+        for job in self._registry.newest():
+            if job.schedule is not None:  # a job declared with schedule=: its schedule exists (once)
+                await self.schedules.create(job.name, job.name, job.schedule, timezone=job.timezone)
 
     async def stop(self, timeout: float = 0.0) -> None:
         """Stop the worker. Runs still executing after ``timeout`` s are cancelled (their ``finally``
@@ -319,14 +337,10 @@ class Engine:
             self._worker.wake()
 
     # -- triggering ----------------------------------------------------------------------------
-    def _job(self, name: str | Job) -> Job:
+    def _job(self, name: str | Job, version: str | None = None) -> Job:
         if isinstance(name, Job):
-            name = name.name
-        job = self._jobs.get(name)
-        if job is None:
-            known = ", ".join(sorted(self._jobs)) or "none"
-            raise JobNotFound(f"no job named {name!r} is registered (registered: {known})")
-        return job
+            return self._registry.get(name.name, name.version if version is None else version)
+        return self._registry.get(name, version)
 
     def _check_input(self, job: Job, input: Any) -> Any:
         try:
@@ -350,14 +364,28 @@ class Engine:
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
+        version: str | None = None,
     ) -> TriggerResult:
-        """Create a pending run. With an ``idempotency_key`` already used for this job, nothing is
-        created and the existing run comes back with ``created=False``."""
+        """Create a pending run of the job's newest registered version (or ``version``). With an
+        ``idempotency_key`` already used for this job, nothing is created and the existing run
+        comes back with ``created=False``."""
         self._require_started()
-        definition = self._job(job)
+        definition = self._job(job, version)
         raw = self._check_input(definition, input)
         _check_options(idempotency_key, concurrency_key, labels)
-        t = now()
+        return await self._create(definition, raw, idempotency_key, concurrency_key, labels)
+
+    async def _create(
+        self,
+        definition: Job,
+        raw: Any,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        parent: Run | None = None,
+        parent_step: str | None = None,
+    ) -> TriggerResult:
+        t = self.clock.now()
         new = NewRun(
             id=new_id(),
             job_name=definition.name,
@@ -367,8 +395,15 @@ class Engine:
             labels=dict(labels or {}),
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
+            parent_id=None if parent is None else parent.id,
+            parent_step=parent_step,
         )
         data: dict[str, Any] = {"jobName": definition.name, "jobVersion": definition.version}
+        if parent is not None:
+            data.update(parentId=parent.id, parentStep=parent_step)
+        tracer = self._runtime.tracer
+        if tracer is not None:  # the caller's trace continues in every attempt of the run
+            data.update(incoming_trace.get() or tracer.trigger_context())
         run, created = await self.store.create_run(new, NewEvent("run:trigger", data, t))
         if created:
             self._wake()
@@ -376,160 +411,24 @@ class Engine:
         values = {f.name: getattr(run, f.name) for f in fields(run)}
         return TriggerResult(**values, created=created)
 
-    # -- reading -------------------------------------------------------------------------------
-    async def get_run(self, run_id: str) -> Run | None:
-        self._require_started()
-        return await self.store.get_run(run_id)
-
-    async def _existing(self, run_id: str) -> Run:
-        run = await self.get_run(run_id)
-        if run is None:
-            raise RunNotFound(f"no run with id {run_id!r}")
-        return run
-
-    async def get_runs(
-        self,
-        job_name: str | None = None,
-        status: RunStatus | Iterable[RunStatus] | None = None,
-        labels: Mapping[str, str] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> RunList:
-        """A page of runs, newest first; ``.total`` counts every match."""
-        self._require_started()
-        statuses = page_filter(status, limit, offset)
-        version = await self.store.runs_version()  # before the page: a change after it is in the feed
-        runs, total = await self.store.list_runs(RunFilter(job_name, statuses, labels, limit, offset))
-        return RunList(runs, total=total, limit=limit, offset=offset, version=version)
-
-    async def get_steps(self, run_id: str) -> list[StepRecord]:
-        await self._existing(run_id)
-        return await self.store.get_steps(run_id)
-
-    async def wait(self, run_id: str, timeout: float | None = None) -> Run:
-        """Wait until the run is completed, failed or cancelled; raises WaitTimeout after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            run = await self._existing(run_id)
-            if run.is_terminal:
-                return run
-            left = self.polling_interval if deadline is None else min(self.polling_interval, deadline - loop.time())
-            if left <= 0:
-                raise WaitTimeout(f"run {run_id!r} is still {run.status} after {timeout} s")
-            await self.store.wait_events(run_id, run.last_seq, left)
-
-    async def subscribe(self, run_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
-        """Every event of the run from ``from_seq`` on: the stored ones, then live ones as they are
-        written, ending after the terminal event. No gap, no duplicate, whenever you join."""
-        await self._existing(run_id)
-        next_seq = max(from_seq, 0)
-        while True:
-            batch = await self.store.read_events(run_id, next_seq, 500)
-            for event in batch:
-                yield event
-            if batch:
-                next_seq = batch[-1].seq + 1
-                if not batch[-1].is_terminal:
-                    continue
-            run = await self.store.get_run(run_id)
-            if run is None:
-                return
-            if run.is_terminal and run.last_seq < next_seq:
-                return
-            if not batch:
-                await self.store.wait_events(run_id, next_seq - 1, self.polling_interval)
-
-    async def subscribe_runs(
-        self, from_version: int | None = None, job_name: str | None = None
-    ) -> AsyncIterator[RunChange]:
-        """Tail run-level changes (created, status, progress, deleted) across all runs, forever.
-
-        Each change has a store-wide increasing ``version``; pass the last one seen as
-        ``from_version`` to resume with no gap. ``None`` starts with the changes after now. A run
-        changed several times while you were away shows up once, with its latest state.
-        """
-        self._require_started()
-        version = await self.store.runs_version() if from_version is None else from_version
-        while True:
-            batch = await self.store.run_changes(version, 500)
-            for change in batch:
-                version = change.version
-                if (
-                    job_name is None
-                    or (change.run is not None and change.run.job_name == job_name)
-                    or (change.run is None)
-                ):
-                    yield change
-            if not batch:
-                await self.store.wait_run_changes(version, self.polling_interval)
+    async def _start_child(self, job: str, input: Any, parent: Run, step: str) -> Run:
+        """``step.invoke``: the child run of ``parent``'s step ``step`` (created once)."""
+        definition = self._job(job)
+        raw = self._check_input(definition, input)
+        return await self._create(definition, raw, parent=parent, parent_step=step)
 
     def jobs(self) -> list[Job]:
-        """The registered job definitions."""
-        return list(self._jobs.values())
-
-    async def snapshot(self, run_id: str) -> Snapshot:
-        """The run and every value a streaming job has yielded so far."""
-        run = await self._existing(run_id)
-        items: list[Any] = []
-        seq = 0
-        while True:
-            batch = await self.store.read_events(run_id, seq, 1000)
-            items.extend(e.data.get("value") for e in batch if e.type == "stream")
-            if len(batch) < 1000:
-                break
-            seq = batch[-1].seq + 1
-        return Snapshot(run, items, seq if not batch else batch[-1].seq + 1)
-
-    # -- control -------------------------------------------------------------------------------
-    async def retry(self, run_id: str) -> Run:
-        """Put a failed or cancelled run back to pending; it resumes from its first unfinished step."""
-        self._require_started()
-        run, events = await self.store.retry_run(run_id, now(), NewEvent("run:retry", {}, now()))
-        self._dispatch(events)
-        self._wake()
-        return run
-
-    async def cancel(self, run_id: str) -> Run:
-        """Cancel a pending or running run. A running one stops at once: its task is cancelled (so
-        ``try/finally`` in the job runs) and its worker is fenced off, wherever it runs."""
-        self._require_started()
-        run, events = await self.store.cancel_run(run_id, now(), NewEvent("run:cancel", {}, now()))
-        if self._worker is not None:
-            self._worker.cancel_local(run_id)
-        self._dispatch(events)
-        self._wake()
-        return run
-
-    async def delete_run(self, run_id: str) -> None:
-        """Delete a run with its steps and events (cancelling it first if it is executing here)."""
-        self._require_started()
-        if self._worker is not None:
-            self._worker.cancel_local(run_id)
-        if not await self.store.delete_run(run_id):
-            raise RunNotFound(f"no run with id {run_id!r}")
-        self._wake()
-
-    async def sweep(self) -> int:
-        """Delete every run whose retention has expired, with all it owns; returns how many."""
-        self._require_started()
-        return await self.store.sweep(now())
-
-    async def _sweep_loop(self) -> None:
-        assert self.sweep_interval
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.store.sweep(now())
-            except Exception:
-                log.exception("stepstone: sweep failed")
+        """The registered job definitions (every version, by name then version), without the
+        built-in ones (``stepstone.schedule``: a schedule is a run of it)."""
+        return [job for job in self._registry if not job.name.startswith("stepstone.")]
 
 
 def create_engine(store: Store | str, **options: Any) -> Engine:
     """Create an engine on a store or a store URL: ``"memory:"``, ``"sqlite:///jobs.db"``,
     ``"indexeddb://name"`` (in Pyodide). Options (seconds): ``polling_interval=1.0``,
     ``heartbeat_interval=5.0``, ``stale_threshold=30.0``, ``concurrency=4``, ``retention=None``,
-    ``sweep_interval=None``, ``worker=True``."""
+    ``sweep_interval=None``, ``worker=True``; ``clock=`` a ``stepstone.testing.TestClock``;
+    ``tracer=stepstone.otel.tracer()`` to trace runs and steps with OpenTelemetry."""
     if isinstance(store, str):
         return Engine(open_store(store), owns_store=True, **options)
     return Engine(store, **options)

@@ -13,7 +13,10 @@ StepstoneError                 every error stepstone raises on purpose; ``code``
 ├── StaleLeaseError            a write carried an epoch that is no longer the run's (fencing)
 ├── StaleEpochError            a stream producer was fenced by a newer producer epoch
 │   └── ProducerFenced             … as the Durable Streams protocol says it (HTTP 403, ``current_epoch``)
-├── WaitTimeout                wait() gave up before the run finished (also a TimeoutError)
+├── WaitTimeout                wait() gave up, or step.wait_for_event timed out (also a TimeoutError)
+├── RunCancelled               raised inside a job when its run is cancelled; cleanup steps may run
+├── ChildRunFailed             step.invoke's child run failed or was cancelled (``child_id``, ``error``)
+├── StepFailed                 a step that failed for good, as a replay raises it (``step``, ``error``)
 ├── StoreError                 the store could not be opened or used
 │   ├── UnsupportedStoreURL        the URL names no known store
 │   └── SchemaError                the database was written by a newer stepstone
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadRequest",
+    "ChildRunFailed",
     "ContentTypeMismatch",
     "DuplicateJob",
     "DuplicateStepError",
@@ -58,12 +62,14 @@ __all__ = [
     "ProducerClosed",
     "ProducerFenced",
     "ProducerSeqGap",
+    "RunCancelled",
     "RunNotFound",
     "SchemaError",
     "ServerError",
     "ServerUnavailable",
     "StaleEpochError",
     "StaleLeaseError",
+    "StepFailed",
     "StepResultNotSerializable",
     "StepstoneError",
     "StoreError",
@@ -137,6 +143,39 @@ class StaleEpochError(StepstoneError):
 
 class WaitTimeout(StepstoneError, TimeoutError):
     code = "wait_timeout"
+
+
+class RunCancelled(StepstoneError):
+    """Raised inside a job, at the step it is awaiting, when its run is cancelled (by this process
+    or another). The job may catch it and run cleanup steps, which are recorded; whatever it does
+    then, the run ends ``cancelled``."""
+
+    code = "run_cancelled"
+
+
+class ChildRunFailed(StepstoneError):
+    """``step.invoke`` ran a child run that failed or was cancelled. ``child_id`` names it and
+    ``error`` is its error text; catch it to carry on without the child's output."""
+
+    code = "child_run_failed"
+
+    def __init__(self, message: str, child_id: str = "", error: str | None = None) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+        self.error = error
+
+
+class StepFailed(StepstoneError):
+    """A step that failed for good (its retries used up) in an earlier execution of this run
+    attempt: a replay does not run it again and raises this instead, with the recorded ``error``
+    text. (The first time, the job saw the step's own exception.)"""
+
+    code = "step_failed"
+
+    def __init__(self, message: str, step: str = "", error: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.error = error
 
 
 class StoreError(StepstoneError):

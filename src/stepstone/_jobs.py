@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._cron import Cron, CronError
+from ._retry import Backoff, check_retries
 from ._util import unencodable
 
 if TYPE_CHECKING:
@@ -46,6 +48,13 @@ class Job:
     input: Validator = None
     output: Validator = None
     retention: float | None = None
+    #: Run-level retries: a failed run is re-queued ``retries`` more times, each from its first
+    #: unfinished step, after ``backoff`` (see :func:`retry_delay`); then it stays ``failed``.
+    retries: int = 0
+    backoff: Backoff = 1.0
+    #: A cron expression: the engine keeps a schedule named after the job that triggers it.
+    schedule: str | None = None
+    timezone: str = "UTC"
 
     @property
     def streaming(self) -> bool:
@@ -69,6 +78,10 @@ def define_job(
     input: Validator = None,
     output: Validator = None,
     retention: float | None = None,
+    retries: int = 0,
+    backoff: Backoff = 1.0,
+    schedule: str | None = None,
+    timezone: str = "UTC",
 ) -> Job:
     """Define a job from a function ``async def run(step, payload)`` (or an async generator).
 
@@ -81,7 +94,24 @@ def define_job(
         raise TypeError(f"job {name!r}: run must be an async function or async generator, not {run!r}")
     if unencodable(str(version)) is not None:
         raise ValueError(f"job {name!r}: the version must be valid Unicode text, not {version!r}")
-    return Job(name=name, run=run, version=str(version), input=input, output=output, retention=retention)
+    check_retries(f"job {name!r}", retries, backoff)
+    if schedule is not None:
+        try:
+            Cron.parse(schedule, timezone)
+        except CronError as exc:
+            raise ValueError(f"job {name!r}: {exc}") from exc
+    return Job(
+        name=name,
+        run=run,
+        version=str(version),
+        input=input,
+        output=output,
+        retention=retention,
+        retries=retries,
+        backoff=backoff,
+        schedule=schedule,
+        timezone=timezone,
+    )
 
 
 def job(
@@ -91,6 +121,10 @@ def job(
     input: Validator = None,
     output: Validator = None,
     retention: float | None = None,
+    retries: int = 0,
+    backoff: Backoff = 1.0,
+    schedule: str | None = None,
+    timezone: str = "UTC",
 ) -> Callable[[JobFunction], Job]:
     """Decorator form of :func:`define_job`::
 
@@ -100,7 +134,18 @@ def job(
     _check_name(name)
 
     def wrap(fn: JobFunction) -> Job:
-        return define_job(name, fn, version=version, input=input, output=output, retention=retention)
+        return define_job(
+            name,
+            fn,
+            version=version,
+            input=input,
+            output=output,
+            retention=retention,
+            retries=retries,
+            backoff=backoff,
+            schedule=schedule,
+            timezone=timezone,
+        )
 
     return wrap
 

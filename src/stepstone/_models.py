@@ -20,13 +20,16 @@ __all__ = [
     "TERMINAL_EVENTS",
     "TERMINAL_STATUSES",
     "TriggerResult",
+    "Wait",
     "page_filter",
 ]
 
-RunStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "completed", "failed", "cancelled")
+RunStatus = Literal["pending", "running", "suspended", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "suspended", "completed", "failed", "cancelled")
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-ACTIVE_STATUSES: frozenset[str] = frozenset({"pending", "running"})
+#: Not finished yet: waiting to start, executing, or parked (``suspended``: asleep, waiting for an
+#: event or for child runs, or for a retry; it holds no worker and no lease).
+ACTIVE_STATUSES: frozenset[str] = frozenset({"pending", "running", "suspended"})
 
 #: Every event type the engine writes into a run's log, in roughly the order they appear.
 EVENT_TYPES: tuple[str, ...] = (
@@ -35,9 +38,13 @@ EVENT_TYPES: tuple[str, ...] = (
     "step:start",
     "step:complete",
     "step:fail",
+    "step:cancel",
+    "step:retry",
     "run:progress",
     "log:write",
     "stream",
+    "run:suspend",
+    "run:resume",
     "run:retry",
     "run:complete",
     "run:fail",
@@ -78,6 +85,41 @@ class Progress:
         return cls(data["current"], data.get("total"), data.get("message"))
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """What a suspended run waits for; it becomes claimable again as soon as one part holds.
+
+    ``until``: a time (a sleep, an event's timeout, a retry's backoff). ``events``: event names;
+    an undelivered event of one of them. ``children``: child run ids; all of them finished, or one
+    failed or was cancelled. ``reason`` says why, for people: ``"sleep"``, ``"event"``,
+    ``"children"``, ``"retry"``.
+    """
+
+    reason: str
+    until: float | None = None
+    events: tuple[str, ...] = ()
+    children: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "until": self.until,
+            "events": list(self.events),
+            "children": list(self.children),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Wait | None:
+        if not data:
+            return None
+        return cls(
+            str(data.get("reason", "")),
+            data.get("until"),
+            tuple(data.get("events") or ()),
+            tuple(data.get("children") or ()),
+        )
+
+
 @dataclass(frozen=True)
 class Run:
     """One execution of a job. Returned by ``trigger``, ``get_run``, ``wait``; never mutated."""
@@ -104,6 +146,15 @@ class Run:
     expires_at: float | None = None
     last_seq: int = -1
     version: int = 0
+    #: The run that invoked this one (``step.invoke``), and the name of that step.
+    parent_id: str | None = None
+    parent_step: str | None = None
+    #: While ``suspended``: what it waits for, and when it is claimable again by time (None: only
+    #: when an event or a child arrives). A claimed run keeps the wait it woke from.
+    wait: Wait | None = None
+    wake_at: float | None = None
+    #: ``cancel()`` was asked while it ran or slept: ``RunCancelled`` is raised inside the job.
+    cancel_requested: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -131,6 +182,11 @@ class Run:
             "expiresAt": self.expires_at,
             "lastSeq": self.last_seq,
             "version": self.version,
+            "parentId": self.parent_id,
+            "parentStep": self.parent_step,
+            "wait": self.wait.to_json() if self.wait else None,
+            "wakeAt": self.wake_at,
+            "cancelRequested": self.cancel_requested,
         }
 
     @classmethod
@@ -155,6 +211,11 @@ class Run:
             expires_at=data.get("expiresAt"),
             last_seq=data.get("lastSeq", -1),
             version=data.get("version", 0),
+            parent_id=data.get("parentId"),
+            parent_step=data.get("parentStep"),
+            wait=Wait.from_json(data.get("wait")),
+            wake_at=data.get("wakeAt"),
+            cancel_requested=bool(data.get("cancelRequested", False)),
         )
 
 
@@ -180,18 +241,30 @@ class RunList(list[Run]):
         self.version = version
 
 
+StepStatus = Literal["completed", "failed", "waiting"]
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """The stored outcome of one ``step.run``: a completed step's ``output`` is what resume returns."""
+    """The stored outcome of one step: a completed step's ``output`` is what a resume returns.
+
+    ``waiting``: a sleep, an event wait or a child run whose outcome is not known yet (``output``
+    holds what was decided: the wake time, the deadline, the child's id). ``attempt`` counts the
+    attempts made in run attempt ``run_attempt``; ``retry_at`` is when the next may start (None:
+    no attempt left, or none needed).
+    """
 
     run_id: str
     name: str
     index: int
-    status: Literal["completed", "failed"]
+    status: StepStatus
     output: Any = None
     error: str | None = None
     started_at: float = 0.0
     completed_at: float = 0.0
+    attempt: int = 1
+    run_attempt: int = 1
+    retry_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,6 +276,9 @@ class StepRecord:
             "error": self.error,
             "startedAt": self.started_at,
             "completedAt": self.completed_at,
+            "attempt": self.attempt,
+            "runAttempt": self.run_attempt,
+            "retryAt": self.retry_at,
         }
 
 

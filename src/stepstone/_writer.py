@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import StaleLeaseError
-from ._models import Event, Progress, Run, RunStatus, StepRecord
-from ._util import now
+from ._models import Event, Progress, Run, RunStatus, StepRecord, Wait
+from ._util import now as system_now
 from .stores._contract import NewEvent, Store
 
 __all__ = ["RunWriter"]
@@ -32,8 +32,10 @@ class RunWriter:
         dispatch: Callable[[list[Event]], None],
         on_fenced: Callable[[BaseException], None],
         linger: float,
+        now: Callable[[], float] = system_now,
     ) -> None:
         self._store = store
+        self._now = now
         self.run_id = run_id
         self.epoch = epoch
         self._dispatch = dispatch
@@ -53,7 +55,7 @@ class RunWriter:
     def emit(self, type: str, data: dict[str, Any], progress: Progress | None = None) -> None:
         if self.closed:
             return
-        self._pending.append(NewEvent(type, data, now()))
+        self._pending.append(NewEvent(type, data, self._now()))
         if progress is not None:
             self._progress = progress
         if self._timer is None:
@@ -113,6 +115,40 @@ class RunWriter:
     def discard(self) -> None:
         """Drop what is buffered and not written (it could not be stored); keep writing after."""
         self._take()
+
+    async def suspend(
+        self, wait: Wait, event: NewEvent, attempt: int | None = None, error: str | None = None
+    ) -> Run:
+        """Park the run (with everything buffered); the writer is done after."""
+        async with self._lock:
+            if self.closed:
+                raise StaleLeaseError(f"run {self.run_id!r} is no longer held by this worker")
+            events, progress = self._take(event)
+            run, written = await self._store.suspend_run(
+                self.run_id, self.epoch, wait, event.at, events, progress, attempt, error
+            )
+            self.closed = True
+            self._dispatch(written)
+            return run
+
+    async def take_event(self, name: str, step: StepRecord, event: NewEvent) -> tuple[bool, Any]:
+        """Take the oldest queued event ``name``, recording ``step`` with ``event`` and the events
+        buffered so far; when none is queued nothing is written and the buffer stays as it is."""
+        async with self._lock:
+            if self.closed:
+                raise StaleLeaseError(f"run {self.run_id!r} is no longer held by this worker")
+            count = len(self._pending)
+            found, data, written = await self._store.take_event(
+                self.run_id, self.epoch, name, step, [*self._pending[:count], event]
+            )
+            if not found:
+                return False, None
+            del self._pending[:count]  # written; anything emitted meanwhile stays buffered
+            if not self._pending and self._progress is None and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._dispatch(written)
+            return True, data
 
     def close(self) -> None:
         """Drop anything unwritten; used once the run is lost to this worker."""

@@ -1,4 +1,13 @@
-"""Probes you can run against your own store, as ``@inbrowser/resumable/testing`` offers.
+"""Testing helpers: a clock that travels in time, and probes you can run against your own store.
+
+    from stepstone.testing import TestClock
+
+    clock = TestClock()
+    engine = stepstone.create_engine("memory:", clock=clock)
+    ...                                   # a job that does `await step.sleep("nap", 86400)`
+    clock.advance(86400)                  # the day passes at once: the run wakes and goes on
+
+Probes, as ``@inbrowser/resumable/testing`` offers them:
 
     from stepstone.testing import check_store
 
@@ -30,6 +39,7 @@ from .stores._contract import NewEvent, NewRun, Store
 
 __all__ = [
     "ProbeFailed",
+    "TestClock",
     "ProbeResult",
     "StoreFactory",
     "check_store",
@@ -39,6 +49,86 @@ __all__ = [
 ]
 
 StoreFactory = Callable[[], "Store | Awaitable[Store]"]
+
+
+class _Timer:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class TestClock:
+    """A controllable clock for an engine (``create_engine(..., clock=TestClock())``): time stands
+    still until :meth:`advance` moves it, firing every timer it passes, so a test of a one-day
+    sleep, an event timeout or a retry backoff takes milliseconds (Temporal's time skipping).
+
+    Leases are timed by it too: advancing past ``stale_threshold`` while a run executes makes its
+    lease look expired to other engines on the same store (the one executing it never re-claims
+    it). Timers fire on the running event loop; ``await clock.settle()`` lets woken runs proceed.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else float(start)
+        self._timers: list[_Timer] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> _Timer:
+        timer = _Timer(when, callback)
+        if when <= self._now:
+            asyncio.get_running_loop().call_soon(self._fire, timer)
+        else:
+            self._timers.append(timer)
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self.call_at(self._now + max(seconds, 0.0), wake)
+        await fut
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` and fire, in time order, every timer now due."""
+        if seconds < 0:
+            raise ValueError("a TestClock only moves forward")
+        self._now += seconds
+        due = sorted((t for t in self._timers if t.when <= self._now), key=lambda t: t.when)
+        self._timers = [t for t in self._timers if t.when > self._now]
+        for timer in due:
+            self._fire(timer)
+
+    def advance_to(self, timestamp: float) -> None:
+        self.advance(max(timestamp - self._now, 0.0))
+
+    @property
+    def next_timer(self) -> float | None:
+        """When the earliest pending timer fires (None: none pending)."""
+        pending = [t.when for t in self._timers if not t.cancelled]
+        return min(pending) if pending else None
+
+    async def settle(self, turns: int = 20) -> None:
+        """Give the event loop a few turns, so what the last :meth:`advance` woke can run."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+
+    @staticmethod
+    def _fire(timer: _Timer) -> None:
+        if not timer.cancelled:
+            timer.cancelled = True
+            timer.callback()
 
 
 class ProbeFailed(StepstoneError, AssertionError):

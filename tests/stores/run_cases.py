@@ -11,7 +11,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stepstone import InvalidRunState, NewEvent, NewRun, Progress, RunFilter, RunNotFound, StaleLeaseError, StepRecord
+from stepstone import (
+    InvalidRunState,
+    NewEvent,
+    NewRun,
+    Progress,
+    RunFilter,
+    RunNotFound,
+    StaleLeaseError,
+    StepRecord,
+    Wait,
+)
 
 Case = Callable[[Any], Awaitable[None]]
 CASES: dict[str, Case] = {}
@@ -183,7 +193,7 @@ async def concurrency_key_order_holds_for_pending_runs(store: Any) -> None:
     assert await _claim(store, jobs=("job",)) is None, "b must wait for the older a, even if a is not ours"
     got = await _claim(store, jobs=("slow",))
     assert got.id == a.id
-    await store.cancel_run(a.id, time.time(), _ev("run:cancel"))
+    await store.finish_run(a.id, got.epoch, "cancelled", None, None, time.time(), None, [_ev("run:cancel")])
     assert (await _claim(store, jobs=("job",))).id == b.id
 
 
@@ -320,18 +330,22 @@ async def finish_run_is_terminal_and_clears_lease(store: Any) -> None:
 
 # -- cancel and retry ---------------------------------------------------------------------------
 @case
-async def cancel_fences_the_running_worker(store: Any) -> None:
+async def cancel_of_a_pending_run_is_final_and_of_a_running_one_is_a_request(store: Any) -> None:
     await _create(store)
     run = await _claim(store)
-    cancelled, out = await store.cancel_run(run.id, time.time(), _ev("run:cancel"))
-    assert cancelled.status == "cancelled" and cancelled.epoch == run.epoch + 1
-    assert out[0].type == "run:cancel"
-    async with _raises(StaleLeaseError):
-        await store.append_events(run.id, run.epoch, [_ev("late")])
-    assert not await store.renew_lease(run.id, run.epoch, time.time() + 10)
+    requested, out = await store.cancel_run(run.id, time.time(), _ev("run:cancel"))
+    assert requested.status == "running" and requested.cancel_requested and out == []
+    assert requested.epoch == run.epoch, "the worker keeps the run: its job runs cleanup steps, then ends it"
+    await store.append_events(run.id, run.epoch, [_ev("cleanup")])
+    renewed = await store.renew_lease(run.id, run.epoch, time.time() + 10)
+    assert renewed is not None and renewed.cancel_requested, "a heartbeat tells the worker"
+    t = time.time()
+    ended, _ = await store.finish_run(run.id, run.epoch, "cancelled", None, None, t, None, [_ev("run:cancel")])
+    assert ended.status == "cancelled"
     pending = await _create(store)
-    cancelled, _ = await store.cancel_run(pending.id, time.time(), _ev("run:cancel"))
-    assert cancelled.status == "cancelled"
+    cancelled, out = await store.cancel_run(pending.id, time.time(), _ev("run:cancel"))
+    assert cancelled.status == "cancelled" and cancelled.epoch == pending.epoch + 1
+    assert [e.type for e in out] == ["run:cancel"]
     assert await _claim(store) is None, "a cancelled pending run never starts"
 
 
@@ -498,3 +512,257 @@ async def claim_skips_excluded_runs(store: Any) -> None:
     assert got is not None and got.id == b.id, "a lapsed run the caller still executes is not re-claimed"
     assert (await store.get_run(a.id)).epoch == first.epoch
     assert await store.renew_lease(a.id, first.epoch, time.time() + 30), "so its own lease can still be renewed"
+
+
+# -- suspension, events, child runs, versions ---------------------------------------------------
+def _wait(
+    reason: str = "sleep", until: float | None = None, events: tuple[str, ...] = (), children: tuple[str, ...] = ()
+) -> Wait:
+    return Wait(reason, until, events, children)
+
+
+async def _suspend(store: Any, run: Any, wait: Any) -> Any:
+    suspended, out = await store.suspend_run(run.id, run.epoch, wait, time.time(), [_ev("run:suspend")])
+    assert [e.type for e in out] == ["run:suspend"]
+    return suspended
+
+
+@case
+async def a_suspended_run_holds_no_lease_and_wakes_by_time(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    until = time.time() + 0.3
+    parked = await _suspend(store, run, _wait(until=until))
+    assert parked.status == "suspended" and parked.owner is None and parked.lease_expires_at is None
+    assert parked.wait == _wait(until=until) and parked.wake_at == until
+    assert await store.lease_owners(time.time()) == set()
+    assert await _claim(store) is None, "not before its time"
+    assert await store.next_wake(time.time()) == until
+    t = until + 0.01
+    woken = await store.claim_next("w2", ("job",), t, t + 30)
+    assert woken is not None and woken.id == run.id and woken.status == "running" and woken.owner == "w2"
+    assert woken.epoch == run.epoch + 1 and woken.wait == _wait(until=until), "it says what it woke from"
+    stored = await store.get_run(run.id)
+    assert stored.wait is None and stored.wake_at is None
+    assert await store.next_wake(time.time()) is None
+
+
+@case
+async def suspending_is_fenced(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    async with _raises(StaleLeaseError):
+        await store.suspend_run(run.id, run.epoch + 1, _wait(until=time.time() + 60), time.time(), [_ev("x")])
+    assert (await store.get_run(run.id)).status == "running"
+
+
+@case
+async def a_retry_backoff_suspension_sets_the_attempt_and_error(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    parked, _ = await store.suspend_run(
+        run.id, run.epoch, _wait("retry", until=time.time() + 60), time.time(), [_ev("run:suspend")],
+        attempt=2, error="ValueError: x",
+    )  # fmt: skip
+    assert parked.attempt == 2 and parked.error == "ValueError: x" and parked.status == "suspended"
+
+
+@case
+async def events_are_queued_and_taken_oldest_first_each_once(store: Any) -> None:
+    created = await _create(store)
+    await store.send_event(created.id, "approval", {"by": "ann"}, time.time())
+    await store.send_event(created.id, "other", 1, time.time())
+    await store.send_event(created.id, "approval", {"by": "bob"}, time.time())
+    run = await _claim(store)
+    rec = StepRecord(run.id, "event:approval", 0, "completed", None, None, 1.0, 2.0)
+    taken = await store.take_event(run.id, run.epoch, "approval", rec, [_ev("step:complete")])
+    assert taken[0] is True and taken[1] == {"by": "ann"} and [e.type for e in taken[2]] == ["step:complete"]
+    [step] = await store.get_steps(run.id)
+    assert step.status == "completed" and step.output == {"event": "approval", "data": {"by": "ann"}}
+    rec2 = StepRecord(run.id, "event:approval#2", 1, "completed", None, None, 1.0, 2.0)
+    assert (await store.take_event(run.id, run.epoch, "approval", rec2, [_ev("step:complete")]))[1] == {"by": "bob"}
+    before = await store.read_events(run.id, 0)
+    rec3 = StepRecord(run.id, "event:approval#3", 2, "completed", None, None, 1.0, 2.0)
+    assert await store.take_event(run.id, run.epoch, "approval", rec3, [_ev("step:complete")]) == (False, None, [])
+    assert await store.read_events(run.id, 0) == before and len(await store.get_steps(run.id)) == 2
+    async with _raises(StaleLeaseError):
+        await store.take_event(run.id, run.epoch + 1, "other", rec3, [_ev("step:complete")])
+
+
+@case
+async def an_event_wakes_a_run_waiting_for_it_and_only_that_one(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    await _suspend(store, run, _wait("event", events=("approval",)))
+    await store.send_event(run.id, "unrelated", None, time.time())
+    assert await _claim(store) is None
+    await store.send_event(run.id, "approval", None, time.time())
+    woken = await _claim(store)
+    assert woken is not None and woken.id == run.id and woken.wait.events == ("approval",)
+
+
+@case
+async def a_wait_for_an_event_already_queued_is_claimable_at_once(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    await store.send_event(run.id, "approval", 1, time.time())
+    parked = await _suspend(store, run, _wait("event", until=time.time() + 3600, events=("approval",)))
+    assert parked.wake_at is not None and parked.wake_at <= time.time()
+    assert (await _claim(store)).id == run.id
+
+
+@case
+async def events_for_missing_or_finished_runs_are_refused(store: Any) -> None:
+    async with _raises(RunNotFound):
+        await store.send_event("missing", "x", None, time.time())
+    await _create(store)
+    run = await _claim(store)
+    await store.finish_run(run.id, run.epoch, "completed", None, None, time.time(), None, [_ev("run:complete")])
+    async with _raises(InvalidRunState):
+        await store.send_event(run.id, "x", None, time.time())
+
+
+def _child(parent: Any, step: str, job: str = "child") -> NewRun:
+    new = _new(job)
+    return NewRun(new.id, new.job_name, "1", new.input, new.created_at, parent_id=parent.id, parent_step=step)
+
+
+@case
+async def a_child_run_is_created_once_per_parent_step_and_listed_by_parent(store: Any) -> None:
+    parent = await _create(store)
+    first, created = await store.create_run(_child(parent, "charge"), _ev("run:trigger"))
+    assert created and first.parent_id == parent.id and first.parent_step == "charge"
+    again, created = await store.create_run(_child(parent, "charge"), _ev("run:trigger"))
+    assert not created and again.id == first.id
+    other, created = await store.create_run(_child(parent, "ship"), _ev("run:trigger"))
+    assert created
+    runs, total = await store.list_runs(RunFilter(parent_id=parent.id))
+    assert total == 2 and {r.id for r in runs} == {first.id, other.id}
+
+
+async def _finish(store: Any, run_id: str, status: str = "completed") -> None:
+    t = time.time()
+    run = await store.claim_next("cw", ("child",), t, t + 30)
+    assert run is not None and run.id == run_id, (run, run_id)
+    await store.finish_run(run.id, run.epoch, status, {"ok": 1}, None, time.time(), None, [_ev("run:x")])
+
+
+@case
+async def a_parent_wakes_when_the_last_awaited_child_finishes(store: Any) -> None:
+    await _create(store)
+    parent = await _claim(store)
+    a, _ = await store.create_run(_child(parent, "a"), _ev("run:trigger"))
+    b, _ = await store.create_run(_child(parent, "b"), _ev("run:trigger"))
+    await _suspend(store, parent, _wait("children", children=(a.id, b.id)))
+    assert await _claim(store) is None
+    await _finish(store, a.id)
+    assert await _claim(store) is None, "one child is still going"
+    await _finish(store, b.id)
+    woken = await _claim(store)
+    assert woken is not None and woken.id == parent.id and set(woken.wait.children) == {a.id, b.id}
+
+
+@case
+async def a_failed_child_wakes_its_parent_at_once(store: Any) -> None:
+    await _create(store)
+    parent = await _claim(store)
+    a, _ = await store.create_run(_child(parent, "a"), _ev("run:trigger"))
+    b, _ = await store.create_run(_child(parent, "b"), _ev("run:trigger"))
+    await _suspend(store, parent, _wait("children", children=(a.id, b.id)))
+    await _finish(store, a.id, "failed")
+    assert (await _claim(store)).id == parent.id
+
+
+@case
+async def a_cancelled_pending_child_wakes_its_parent(store: Any) -> None:
+    await _create(store)
+    parent = await _claim(store)
+    a, _ = await store.create_run(_child(parent, "a"), _ev("run:trigger"))
+    await _suspend(store, parent, _wait("children", children=(a.id,)))
+    await store.cancel_run(a.id, time.time(), _ev("run:cancel"))
+    assert (await _claim(store)).id == parent.id
+
+
+@case
+async def children_that_finished_before_the_parent_suspends_wake_it_at_once(store: Any) -> None:
+    await _create(store)
+    parent = await _claim(store)
+    a, _ = await store.create_run(_child(parent, "a"), _ev("run:trigger"))
+    await _finish(store, a.id)
+    parked = await _suspend(store, parent, _wait("children", children=(a.id,)))
+    assert parked.wake_at is not None
+    assert (await _claim(store)).id == parent.id
+
+
+@case
+async def cancelling_a_suspended_run_requests_it_and_wakes_it(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    await _suspend(store, run, _wait(until=time.time() + 3600))
+    requested, out = await store.cancel_run(run.id, time.time(), _ev("run:cancel"))
+    assert requested.status == "suspended" and requested.cancel_requested and out == []
+    woken = await _claim(store)
+    assert woken.id == run.id and woken.cancel_requested
+
+
+@case
+async def a_run_executes_only_on_code_of_its_version(store: Any) -> None:
+    new = _new()
+    await store.create_run(NewRun(new.id, "job", "1", None, new.created_at), _ev("run:trigger"))
+    assert await _claim(store, jobs=(("job", "2"),)) is None, "a v1 run is not claimed by a v2-only worker"
+    got = await _claim(store, jobs=(("job", "2"), ("job", "1")))
+    assert got is not None and got.job_version == "1"
+
+
+@case
+async def a_suspended_run_keeps_its_concurrency_key(store: Any) -> None:
+    a = await _create(store, ckey="k")
+    b = await _create(store, ckey="k")
+    run = await _claim(store)
+    assert run.id == a.id
+    await _suspend(store, run, _wait(until=time.time() + 3600))
+    assert await _claim(store) is None, f"{b.id} waits while the older run with its key sleeps"
+
+
+@case
+async def retry_clears_a_cancel_request_and_the_wait(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    await store.cancel_run(run.id, time.time(), _ev("run:cancel"))
+    await store.finish_run(run.id, run.epoch, "cancelled", None, None, time.time(), None, [_ev("run:cancel")])
+    again, _ = await store.retry_run(run.id, time.time(), _ev("run:retry"))
+    assert again.status == "pending" and not again.cancel_requested and again.wait is None
+
+
+@case
+async def step_records_keep_attempts_and_waiting_state(store: Any) -> None:
+    await _create(store)
+    run = await _claim(store)
+    waiting = StepRecord(run.id, "nap", 0, "waiting", {"until": 5.0}, None, 1.0, 1.0, 1, 1, None)
+    retrying = StepRecord(run.id, "call", 1, "failed", None, "ValueError: x", 1.0, 2.0, 2, 1, 9.5)
+    await store.commit_step(run.id, run.epoch, waiting, [_ev("step:start")])
+    await store.commit_step(run.id, run.epoch, retrying, [_ev("step:retry")])
+    assert await store.get_steps(run.id) == [waiting, retrying]
+
+
+@case
+async def delete_run_forgets_its_queued_events(store: Any) -> None:
+    created = await _create(store)
+    await store.send_event(created.id, "x", 1, time.time())
+    assert await store.delete_run(created.id)
+    async with _raises(RunNotFound):
+        await store.send_event(created.id, "x", 1, time.time())
+
+
+@case
+async def deleting_an_awaited_child_wakes_its_parent(store: Any) -> None:
+    await _create(store)
+    parent = await _claim(store)
+    a, _ = await store.create_run(_child(parent, "a"), _ev("run:trigger"))
+    b, _ = await store.create_run(_child(parent, "b"), _ev("run:trigger"))
+    await _suspend(store, parent, _wait("children", children=(a.id, b.id)))
+    assert await store.delete_run(a.id)
+    woken = await _claim(store)
+    assert woken is not None and woken.id == parent.id
+    await _suspend(store, woken, _wait("children", children=(a.id, b.id)))
+    assert (await _claim(store)).id == parent.id, "a child deleted before the parent suspends wakes it at once"

@@ -1,5 +1,8 @@
 """Every store passes the same contracts: runs (cases.py) and, for stores that keep Durable Streams,
-streams (stream_cases.py). Add a store: add it to STORES."""
+streams (stream_cases.py). Add a store: add it to STORES.
+
+PostgreSQL runs against 127.0.0.1:5432 (a fresh schema per test in a database of this session,
+``tests/postgres/db.py``); it is skipped, saying why, only when no server answers there."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 from stepstone import MemoryStore
 from stepstone.stores.sqlite import SqliteStore
 
+from ..postgres import db as pgdb
 from .run_cases import CASES
 from .stream_cases import STREAM_CASES
 
@@ -24,7 +28,16 @@ def _sqlite(tmp_path: Path) -> Any:
     return SqliteStore(str(tmp_path / "contract.db"))
 
 
-STORES: dict[str, Callable[[Path], Any]] = {"memory": _memory, "sqlite": _sqlite}
+def _postgres(tmp_path: Path) -> Any:
+    reason = pgdb.unavailable()
+    if reason:
+        pytest.skip(reason)
+    from stepstone.stores.postgres import PostgresStore
+
+    return PostgresStore(pgdb.store_url(pool_size=4))
+
+
+STORES: dict[str, Callable[[Path], Any]] = {"memory": _memory, "sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(STORES))

@@ -8,16 +8,32 @@ Server-Sent Events) and hands back its body in chunks. It knows nothing of eithe
 JSON, error mapping, SSE parsing and reconnects all live in the clients. It raises
 :class:`~stepstone._errors.TransportError` (a ``ServerUnavailable``) when no answer arrives and never
 raises on an HTTP error status. Stdlib only; must never import httpx, ``js`` or ``pyodide``.
+
+A transport may also be an :class:`EventSourceTransport`: it opens the platform's own SSE client
+(the browser's ``EventSource``), which parses the stream and reconnects by itself with
+``Last-Event-ID``, and reports what it sees as :class:`EventSourceStream` items: messages, and
+``"lost"`` / ``"open"`` when its connection drops and comes back. It cannot send headers, so the
+clients use it only when they have none to send.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Request", "Response", "StreamResponse", "Transport"]
+from .._sse import SSEMessage
+
+__all__ = [
+    "EventSourceSignal",
+    "EventSourceStream",
+    "EventSourceTransport",
+    "Request",
+    "Response",
+    "StreamResponse",
+    "Transport",
+]
 
 
 @dataclass(frozen=True)
@@ -91,4 +107,35 @@ class Transport(Protocol):
 
     async def aclose(self) -> None:
         """Release connections. The transport is not used afterwards."""
+        ...
+
+
+#: What an open EventSource reports besides messages: ``"lost"``, its connection dropped (or a
+#: reconnect failed) and it is reconnecting by itself; ``"open"``, a reconnect got through.
+EventSourceSignal = Literal["lost", "open"]
+
+
+@runtime_checkable
+class EventSourceStream(Protocol):
+    """An open native SSE connection: iterate it once for :class:`~stepstone._sse.SSEMessage` items
+    (only of the event types asked for, plus unnamed ``message`` events) and :data:`EventSourceSignal`
+    items. Iteration ends when the connection is closed for good: a reconnect was refused (an
+    answer other than 200 ``text/event-stream``) or ``aclose()`` was called. Keep-alive comments
+    are invisible here. ``aclose()`` is safe to call twice."""
+
+    def __aiter__(self) -> AsyncIterator[SSEMessage | EventSourceSignal]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EventSourceTransport(Transport, Protocol):
+    """A :class:`Transport` that can also open the platform's native SSE client (no headers)."""
+
+    async def event_source(
+        self, url: str, event_types: Sequence[str], timeout: float | None = None
+    ) -> EventSourceStream | Response:
+        """Open ``url`` and return once it is open. When the server answers anything but a 200
+        event stream, return that answer as a :class:`Response` (status, headers, body) so the
+        client maps it as it maps any other; raise ``TransportError`` when it cannot be reached."""
         ...

@@ -9,20 +9,34 @@ Fencing: writes made on behalf of an executing worker carry the run's lease ``ep
 refuses such a write with :class:`~stepstone.StaleLeaseError` when the run's epoch differs or the run
 is no longer ``running`` (cancelled, taken over, deleted) and then changes nothing.
 
+Optional capabilities, looked up by the worker with ``getattr`` (a store without them is correct,
+only slower to notice): ``liveness()`` returns a :class:`~stepstone._liveness.Liveness` (proof that
+a lease owner is dead, so its runs resume at once); :class:`ClaimableFeed` says when another
+process's write may have made a run claimable (PostgreSQL LISTEN/NOTIFY, SQLite's datagram
+sockets), so an idle worker claims it now instead of at its next poll; ``engine_defaults`` gives
+timing defaults suited to the backend.
+
 This module must never import a backend (sqlite3, js, psycopg, …). ``tests/stores`` holds the one
 contract suite every store passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from .._models import Event, Progress, Run, RunChange, RunStatus, StepRecord, Wait
 from .._stream_models import AppendRequest, AppendResult, CreateResult, NewStream, Offset, ReadResult, StreamInfo
 
-__all__ = ["NewEvent", "NewRun", "RunFilter", "Store", "StreamStore"]
+__all__ = ["ClaimableFeed", "JobKeys", "NewEvent", "NewRun", "RunFilter", "Store", "StreamStore", "job_matches"]
+
+
+class ClaimableFeed(Protocol):
+    """Optional: ``callback`` is called (in the store's event loop) whenever a write anywhere may
+    have made a run claimable; returns the function that unsubscribes."""
+
+    def subscribe_claimable(self, callback: Callable[[], None]) -> Callable[[], None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +49,9 @@ class NewRun:
     labels: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     concurrency_key: str | None = None
+    #: A child run (``step.invoke``): its parent and the parent's step; one child per pair.
+    parent_id: str | None = None
+    parent_step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,16 @@ class RunFilter:
     labels: Mapping[str, str] | None = None
     limit: int = 50
     offset: int = 0
+    parent_id: str | None = None
+
+
+#: What ``claim_next`` may take: job names (any version) or ``(name, version)`` pairs.
+JobKeys = Collection[str | tuple[str, str]]
+
+
+def job_matches(jobs: JobKeys, name: str, version: str) -> bool:
+    """Whether a run of ``name`` at ``version`` is among ``jobs`` (the rule every store applies)."""
+    return name in jobs or (name, version) in jobs
 
 
 @runtime_checkable
@@ -68,8 +95,9 @@ class Store(Protocol):
     async def create_run(self, run: NewRun, event: NewEvent) -> tuple[Run, bool]:
         """Insert a pending run and its first event (seq 0).
 
-        If ``run.idempotency_key`` is already used by a run of the same job, insert nothing and
-        return ``(existing_run, False)``; else ``(new_run, True)``.
+        If ``run.idempotency_key`` is already used by a run of the same job — or, for a child
+        run, ``(parent_id, parent_step)`` by another child — insert nothing and return
+        ``(existing_run, False)``; else ``(new_run, True)``.
         """
 
     async def get_run(self, run_id: str) -> Run | None: ...
@@ -80,24 +108,29 @@ class Store(Protocol):
     async def claim_next(
         self,
         owner: str,
-        job_names: Collection[str],
+        jobs: JobKeys,
         now: float,
         lease_until: float,
         exclude: Collection[str] = (),
     ) -> Run | None:
-        """Atomically take the oldest runnable run of one of ``job_names``, or return None.
+        """Atomically take the oldest runnable run of one of ``jobs``, or return None.
 
-        Runs in ``exclude`` (those the caller is executing already) are never taken: a worker
-        whose own heartbeat was late must renew its lease, not start a second execution.
+        ``jobs`` holds ``(name, version)`` pairs (a run executes only on code of its version) or
+        bare names (any version). Runs in ``exclude`` (those the caller is executing already) are
+        never taken: a worker whose own heartbeat was late must renew its lease, not start a
+        second execution.
 
-        Runnable: ``pending``, or ``running`` with ``lease_expires_at < now``. Of the active runs
-        sharing a concurrency key only the oldest is runnable, so they execute one at a time, in
-        order. The claimed run is returned ``running`` with ``owner``, ``lease_expires_at`` and a
-        bumped ``epoch``; ``started_at`` is set if it was unset.
+        Runnable: ``pending``; ``running`` with ``lease_expires_at < now``; ``suspended`` with
+        ``wake_at <= now``. Of the unfinished runs sharing a concurrency key (suspended ones
+        included) only the oldest is runnable, so they execute one at a time, in order. The claimed
+        run is returned ``running`` with ``owner``, ``lease_expires_at`` and a bumped ``epoch``;
+        ``started_at`` is set if it was unset. Its ``wait`` is the wait it woke from (None if it
+        was not suspended); the stored run keeps no wait.
         """
 
-    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
-        """Extend the lease; False (and no change) if the epoch is stale or the run not running."""
+    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> Run | None:
+        """Extend the lease and return the run (its ``cancel_requested`` tells the worker to stop
+        the job); None (and no change) if the epoch is stale or the run not running."""
 
     async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
         """Hand a running run back (clean shutdown): ``pending``, no owner, claimable at once."""
@@ -125,7 +158,45 @@ class Store(Protocol):
         events: Sequence[NewEvent],
         progress: Progress | None = None,
     ) -> list[Event]:
-        """Record a step outcome and append events in one fenced write (replaces a failed record)."""
+        """Record a step outcome and append events in one fenced write (replaces an earlier
+        record of the same step)."""
+
+    async def suspend_run(
+        self,
+        run_id: str,
+        epoch: int,
+        wait: Wait,
+        now: float,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+        attempt: int | None = None,
+        error: str | None = None,
+    ) -> tuple[Run, list[Event]]:
+        """Park a running run, fenced: ``suspended`` with ``wait``, no owner, no lease, and
+        ``wake_at = wait.until`` — or ``now`` when the wait already holds (an undelivered event of
+        one of ``wait.events``; every child of ``wait.children`` finished, or one failed or was
+        cancelled; ``cancel_requested``). ``attempt``/``error`` set those fields (a run-level retry
+        waiting out its backoff)."""
+
+    async def send_event(self, run_id: str, name: str, data: Any, now: float) -> None:
+        """Queue event ``name`` for the run, whether or not it waits yet; wake the run if it is
+        suspended waiting for ``name``. Raises RunNotFound, or InvalidRunState once it finished."""
+
+    async def take_event(
+        self,
+        run_id: str,
+        epoch: int,
+        name: str,
+        step: StepRecord,
+        events: Sequence[NewEvent],
+    ) -> tuple[bool, Any, list[Event]]:
+        """Fenced: take the oldest undelivered event ``name`` of the run — marked delivered, never
+        given out again — and record ``step`` as completed with ``{"event": name, "data": data}``,
+        with ``events``, in one write: ``(True, data, written)``. None queued: ``(False, None,
+        [])`` and nothing is written."""
+
+    async def next_wake(self, now: float) -> float | None:
+        """The earliest ``wake_at`` of any suspended run (a worker's timer), or None."""
 
     async def finish_run(
         self,
@@ -139,10 +210,14 @@ class Store(Protocol):
         events: Sequence[NewEvent],
         progress: Progress | None = None,
     ) -> tuple[Run, list[Event]]:
-        """Move a running run to a terminal status, fenced, with its last events."""
+        """Move a running run to a terminal status, fenced, with its last events. A child run's
+        end wakes its parent when the parent waits for it and it was the last one awaited, or it
+        did not complete."""
 
     async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
-        """pending/running → cancelled; bumps the epoch so the executing worker is fenced off.
+        """Cancel a run: a ``pending`` one becomes ``cancelled`` at once (bumping the epoch, with
+        ``event``); a ``running`` or ``suspended`` one gets ``cancel_requested`` (a suspended one is
+        claimable at once), and its execution raises ``RunCancelled`` in the job and ends it.
 
         Raises RunNotFound, or InvalidRunState when the run already finished.
         """
@@ -180,7 +255,7 @@ class Store(Protocol):
         """Return once a change past ``after_version`` exists, or after ``timeout``."""
 
     async def delete_run(self, run_id: str) -> bool:
-        """Delete a run with its steps and events; False if there was none."""
+        """Delete a run with its steps, events and queued events; False if there was none."""
 
     async def sweep(self, now: float) -> int:
         """Delete every run whose ``expires_at`` has passed; return how many."""

@@ -26,10 +26,17 @@ __all__ = ["Connection"]
 TxProgram = Callable[..., Program[Any]]
 
 
-def _upgrade(db: Any, tx: Any, old_version: int) -> None:
-    for migrate in MIGRATIONS:
-        migrate(db, tx)
-    tx.objectStore("meta").put(js_value({"key": "schema", "value": SCHEMA_VERSION}))
+def _upgrader(schema: int) -> Callable[[Any, Any, int], None]:
+    """The ``upgradeneeded`` handler taking a database at stepstone schema ``schema`` (0: new,
+    foreign or half-made) to :data:`SCHEMA_VERSION`. The IndexedDB version of the database is not
+    the schema version (an upgrade bumps it by one, whatever it was), so the schema is read first."""
+
+    def upgrade(db: Any, tx: Any, old_version: int) -> None:
+        for migrate in MIGRATIONS[schema if old_version else 0 :]:
+            migrate(db, tx)
+        tx.objectStore("meta").put(js_value({"key": "schema", "value": SCHEMA_VERSION}))
+
+    return upgrade
 
 
 async def _run(db: Any, program: TxProgram, stores: Sequence[str], mode: str, durability: str, kwargs: Any) -> Any:
@@ -70,7 +77,7 @@ class Connection:
     async def open(self) -> None:
         if self.db is not None:
             return
-        db = await open_database(self.name, None, _upgrade, self.open_timeout)
+        db = await open_database(self.name, None, _upgrader(0), self.open_timeout)
         try:
             current = await _schema_version(db)
             if current > SCHEMA_VERSION:
@@ -82,7 +89,7 @@ class Connection:
                 version = int(db.version) + 1
                 db.close()
                 db = None
-                db = await open_database(self.name, version, _upgrade, self.open_timeout)
+                db = await open_database(self.name, version, _upgrader(current), self.open_timeout)
         except BaseException:
             if db is not None:
                 db.close()
@@ -114,7 +121,6 @@ class Connection:
             self._watch.close()
             self._watch = None
         self._let_go()
-
 
     async def run(self, program: TxProgram, stores: Sequence[str], mode: str = "readwrite", **kwargs: Any) -> Any:
         """Run ``program(tx_view, **kwargs)`` in one transaction and return what it returns, once

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...browser._idb import Program, key_range
+from ...browser._idb import Program
 from ...browser._values import is_nil, py_value
 from .._contract import RunFilter
+from ._schema import prefix_range
 
 __all__ = ["list_runs_program"]
 
@@ -23,15 +24,15 @@ def _keep(rec: dict[str, Any], f: RunFilter) -> bool:
         return False
     if f.statuses is not None and rec["status"] not in f.statuses:
         return False
+    if f.parent_id is not None and rec.get("parent_id") != f.parent_id:
+        return False
     labels = set(rec["label_index"])
     return all(f"{k}\u0000{v}" in labels for k, v in (f.labels or {}).items())
 
 
 def _ranges(runs: Any, f: RunFilter) -> list[tuple[Any, Any]]:
     """Disjoint (index, key range) pairs whose union is exactly the runs matching ``f``."""
-    def prefix(*parts: Any) -> Any:
-        return key_range(list(parts), [*parts, []])
-
+    prefix = prefix_range
     statuses = None if f.statuses is None else list(dict.fromkeys(f.statuses))
     if f.job_name is not None and statuses is not None:
         return [(runs.index("job_status"), prefix(f.job_name, s)) for s in statuses]
@@ -42,17 +43,21 @@ def _ranges(runs: Any, f: RunFilter) -> list[tuple[Any, Any]]:
     return [(runs.index("pos"), None)]
 
 
-def _by_labels(runs: Any, f: RunFilter) -> Program[tuple[list[dict[str, Any]], int]]:
-    key, value = next(iter((f.labels or {}).items()))
-    recs = py_value((yield runs.index("labels").getAll(f"{key}\u0000{value}"))) or []
+def _filtered(runs: Any, f: RunFilter) -> Program[tuple[list[dict[str, Any]], int]]:
+    """A parent's children, or the runs with one of the labels, filtered here (few of them)."""
+    if f.parent_id is not None:
+        recs = py_value((yield runs.index("parent").getAll(prefix_range(f.parent_id)))) or []
+    else:
+        key, value = next(iter((f.labels or {}).items()))
+        recs = py_value((yield runs.index("labels").getAll(f"{key}\u0000{value}"))) or []
     matching = sorted((r for r in recs if _keep(r, f)), key=lambda r: -r["pos"])
     return matching[f.offset : f.offset + f.limit], len(matching)
 
 
 def list_runs_program(runs: Any, f: RunFilter) -> Program[tuple[list[dict[str, Any]], int]]:
     """Runs matching ``f`` newest first (by creation position), and how many match in all."""
-    if f.labels:
-        return (yield from _by_labels(runs, f))
+    if f.labels or f.parent_id is not None:
+        return (yield from _filtered(runs, f))
     ranges = _ranges(runs, f)
     if not ranges:
         return [], 0

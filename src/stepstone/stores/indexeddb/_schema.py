@@ -5,7 +5,9 @@ Records are plain JSON objects. User payloads (input, output, step results, even
 labels) are kept as JSON *strings* inside them, so every value round-trips exactly as it does in
 SQLite (a JS number would round integers past 2**53). Index fields that must not be indexed for a
 record are ``null``: IndexedDB leaves a record out of an index whose key is not a valid key, which
-makes ``active``, ``idem`` and ``expires_at`` sparse indexes.
+makes ``active``, ``idem``, ``expires_at``, ``wake``, ``skey``, ``awaited_by`` and a top-level run's
+``[parent_id, parent_step]`` sparse indexes. The derived index fields of a run (``active``,
+``wake``, ``skey``) are recomputed from its status by :func:`index_fields` whenever it is written.
 
 Browser-only: reaches JavaScript through :mod:`stepstone.browser` alone (never imports ``js`` or
 ``pyodide`` itself, never a server-only package); the core never imports it.
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..._models import ACTIVE_STATUSES, Event, Progress, Run, StepRecord
+from ..._models import Event, Progress, Run, StepRecord, Wait
 from ..._util import dumps, loads
 from ...browser._idb import key_range
 from ...browser._values import js_value
@@ -27,6 +29,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "STORES",
     "event_record",
+    "inbox_record",
+    "index_fields",
+    "prefix_range",
     "record_event",
     "record_run",
     "record_step",
@@ -36,7 +41,7 @@ __all__ = [
 ]
 
 #: Every object store a stepstone database has.
-STORES = ("runs", "steps", "events", "tombstones", "meta")
+STORES = ("runs", "steps", "events", "tombstones", "meta", "inbox")
 
 # name -> (keyPath, unique, multiEntry)
 _RUN_INDEXES: dict[str, tuple[Any, bool, bool]] = {
@@ -49,6 +54,17 @@ _RUN_INDEXES: dict[str, tuple[Any, bool, bool]] = {
     "labels": ("label_index", False, True),  # "key\u0000value" per label
     "version": ("version", True, False),  # the run-change feed
     "expires": ("expires_at", False, False),  # retention sweep
+}
+
+#: Suspension (schema 2): child runs, suspended runs' wake-up times and concurrency keys, and the
+#: children a suspended parent still awaits. Every one is sparse and none is set on a record written
+#: by schema 1 (which had no child and no suspended run), so no record needs rewriting.
+_RUN_INDEXES_V2: dict[str, tuple[Any, bool, bool]] = {
+    "child": (["parent_id", "parent_step"], True, False),  # one child run per parent step
+    "parent": (["parent_id", "pos"], False, False),  # list_runs(parent_id=…)
+    "wake": ("wake", False, False),  # wake_at of suspended runs: claim_next, next_wake
+    "skey": ("skey", False, False),  # [concurrency_key, pos] of suspended runs: they hold their key
+    "awaited_by": ("awaited_by", False, False),  # children a suspended parent counts (``awaiting``)
 }
 
 
@@ -71,23 +87,56 @@ def _schema_v1(db: Any, tx: Any) -> None:
         tombstones.createIndex("deleted_at", "deleted_at", js_value({"unique": False}))
     if not names.contains("meta"):
         db.createObjectStore("meta", js_value({"keyPath": "key"}))
-    tx.objectStore("meta").put(js_value({"key": "counters", "pos": 0, "version": 0}))
+        # Only in a new database: a later upgrade must never reset the counters (pos and version
+        # are unique indexes). A missing counters record reads as zeros anyway.
+        tx.objectStore("meta").put(js_value({"key": "counters", "pos": 0, "version": 0}))
 
 
-#: Forward-only migrations; index i takes the schema from version i to i + 1.
-MIGRATIONS: tuple[Callable[[Any, Any], None], ...] = (_schema_v1,)
+def _schema_v2(db: Any, tx: Any) -> None:
+    """Suspension: the run indexes above and each run's inbox of sent events (``[run_id, seq]``;
+    ``waiting`` is ``[run_id, name, seq]`` until the event is delivered, then ``null``)."""
+    runs = tx.objectStore("runs")
+    for index, (key_path, unique, multi) in _RUN_INDEXES_V2.items():
+        if not runs.indexNames.contains(index):
+            runs.createIndex(index, js_value(key_path), js_value({"unique": unique, "multiEntry": multi}))
+    if not db.objectStoreNames.contains("inbox"):
+        db.createObjectStore("inbox", js_value({"keyPath": ["run_id", "seq"]}))
+    inbox = tx.objectStore("inbox")
+    if not inbox.indexNames.contains("waiting"):
+        inbox.createIndex("waiting", "waiting", js_value({"unique": True}))
+
+
+#: Forward-only migrations; index i takes the schema from version i to i + 1. Each is idempotent
+#: (creates only what is missing), so a half-made database heals by running them all again.
+MIGRATIONS: tuple[Callable[[Any, Any], None], ...] = (_schema_v1, _schema_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def prefix_range(*parts: Any) -> Any:
+    """Key range of every array key that starts with ``parts``: ``[*parts]`` sorts before all of
+    them and ``[*parts, []]`` after (arrays sort after numbers and strings)."""
+    return key_range(list(parts), [*parts, []])
+
+
 def run_range(run_id: str) -> Any:
-    """Key range of every ``[run_id, …]`` key (steps, events): ``[id]`` sorts before all of them
-    and ``[id, []]`` after (arrays sort after numbers and strings)."""
-    return key_range([run_id], [run_id, []])
+    """Key range of every ``[run_id, …]`` key (steps, events, inbox)."""
+    return prefix_range(run_id)
 
 
 # -- runs --------------------------------------------------------------------------------------
+def index_fields(rec: dict[str, Any]) -> dict[str, Any]:
+    """Recompute a run record's derived index fields from its status (done on every write)."""
+    status = rec["status"]
+    suspended = status == "suspended"
+    rec["active"] = rec["pos"] if status in ("pending", "running") else None
+    rec["wake"] = rec.get("wake_at") if suspended else None
+    key = rec.get("concurrency_key")
+    rec["skey"] = [key, rec["pos"]] if suspended and key is not None else None
+    return rec
+
+
 def run_record(run: Run, pos: int) -> dict[str, Any]:
-    return {
+    rec: dict[str, Any] = {
         "id": run.id,
         "pos": pos,
         "job_name": run.job_name,
@@ -113,8 +162,15 @@ def run_record(run: Run, pos: int) -> dict[str, Any]:
         "expires_at": run.expires_at,
         "last_seq": run.last_seq,
         "version": run.version,
-        "active": pos if run.status in ACTIVE_STATUSES else None,
+        "parent_id": run.parent_id,
+        "parent_step": run.parent_step,
+        "wait": None if run.wait is None else dumps(run.wait.to_json()),
+        "wake_at": run.wake_at,
+        "cancel_requested": run.cancel_requested,
+        "awaited_by": None,  # the suspended parent counting this run among the children it awaits
+        "awaiting": 0,  # while suspended: how many awaited children are unfinished
     }
+    return index_fields(rec)
 
 
 def record_run(rec: dict[str, Any]) -> Run:
@@ -141,6 +197,12 @@ def record_run(rec: dict[str, Any]) -> Run:
         expires_at=rec["expires_at"],
         last_seq=int(rec["last_seq"]),
         version=int(rec["version"]),
+        # Records written by schema 1 have none of these: their defaults.
+        parent_id=rec.get("parent_id"),
+        parent_step=rec.get("parent_step"),
+        wait=Wait.from_json(loads(rec.get("wait"))),
+        wake_at=rec.get("wake_at"),
+        cancel_requested=bool(rec.get("cancel_requested", False)),
     )
 
 
@@ -155,6 +217,9 @@ def step_record(step: StepRecord) -> dict[str, Any]:
         "error": step.error,
         "started_at": step.started_at,
         "completed_at": step.completed_at,
+        "attempt": step.attempt,
+        "run_attempt": step.run_attempt,
+        "retry_at": step.retry_at,
     }
 
 
@@ -168,11 +233,27 @@ def record_step(rec: dict[str, Any]) -> StepRecord:
         rec["error"],
         rec["started_at"],
         rec["completed_at"],
+        int(rec.get("attempt", 1)),
+        int(rec.get("run_attempt", 1)),
+        rec.get("retry_at"),
     )
 
 
 def event_record(run_id: str, seq: int, event: NewEvent) -> dict[str, Any]:
     return {"run_id": run_id, "seq": seq, "type": event.type, "data": dumps(dict(event.data)), "at": event.at}
+
+
+def inbox_record(run_id: str, seq: int, name: str, data: Any, sent_at: float) -> dict[str, Any]:
+    """An event sent to a run (``send_event``), queued until a ``take_event`` delivers it."""
+    return {
+        "run_id": run_id,
+        "seq": seq,
+        "name": name,
+        "data": dumps(data),
+        "sent_at": sent_at,
+        "delivered_at": None,
+        "waiting": [run_id, name, seq],
+    }
 
 
 def record_event(rec: dict[str, Any]) -> Event:

@@ -3,12 +3,15 @@ of the origin. Only importable inside Pyodide.
 
 Each store method is one IndexedDB transaction, written as a program (see :mod:`stepstone.browser._idb`)
 so that reads and writes of one operation are atomic: the atomic claim with lease and epoch, the
-fence check of every worker write, the seq numbering of events. A method returns once the
-transaction's ``complete`` event fired. Readwrite transactions of one database are serialised by
-the browser across tabs, which is what makes two tabs' claims exclusive.
+fence check of every worker write, the seq numbering of events. Step writes (``commit_step``,
+``append_events``) queued in one event-loop turn share one transaction, each fenced on its own
+(:mod:`._group`). A method returns once the transaction's ``complete`` event fired. Readwrite
+transactions of one database are serialised by the browser across tabs, which is what makes two
+tabs' claims exclusive.
 
 Cross-tab: every write is announced on a BroadcastChannel so other tabs' ``wait_events`` and
 ``wait_run_changes`` wake at once; Web Locks prove a tab alive or gone (see :mod:`._locks`).
+Suspension (claiming woken runs, the inbox of sent events, child runs) is in :mod:`._waits`.
 Timing defaults (``engine_defaults``) are short, so a reopened tab resumes a closed tab's run within
 about a second of its own start.
 
@@ -23,25 +26,28 @@ from typing import Any, ClassVar
 
 from ..._errors import InvalidRunState, RunNotFound, StaleLeaseError, StoreError
 from ..._liveness import Liveness
-from ..._models import ACTIVE_STATUSES, Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ..._models import TERMINAL_STATUSES, Event, Progress, Run, RunChange, RunStatus, StepRecord
 from ..._notify import RUNS_KEY
 from ..._util import dumps, now
 from ...browser._broadcast import BroadcastNotifier
 from ...browser._idb import Program, key_range
 from ...browser._locks import has_web_locks
 from ...browser._values import js_value, py_value
-from .._contract import NewEvent, NewRun, RunFilter
+from .._contract import JobKeys, NewEvent, NewRun, RunFilter
 from ._connection import Connection
+from ._group import StepGroups
 from ._locks import RunLocks, WebLockLiveness
-from ._schema import record_event, record_run, record_step, run_range, run_record, step_record
-from ._tx import Tx, append, delete, fence, set_status
+from ._schema import record_event, record_run, record_step, run_range, run_record
+from ._tx import Tx, append, child_ended, delete, fence
+from ._waits import WaitsMixin, claim_program, claimed_run
 
 __all__ = ["IndexedDBStore"]
 
 _TOMBSTONE_TTL = 86400.0
+_DELETE_STORES = ("runs", "steps", "events", "inbox", "tombstones", "meta")
 
 
-class IndexedDBStore:
+class IndexedDBStore(WaitsMixin):
     """A store in the IndexedDB database ``name`` of this origin (survives reloads, tab closes and
     browser restarts). ``durability`` is IndexedDB's commit mode: ``"relaxed"`` (the default; a
     commit survives the tab and the browser) or ``"strict"`` (also an OS crash; slower)."""
@@ -69,6 +75,7 @@ class IndexedDBStore:
         self._notifier = BroadcastNotifier.shared(f"stepstone-idb:{name}")
         self._locks = RunLocks.shared(prefix)
         self._lock_prefix = prefix
+        self._groups = StepGroups(self._run, lambda keys: self._notifier.publish(*keys))
 
     # -- connection ----------------------------------------------------------------------------
     async def init(self) -> None:
@@ -104,22 +111,26 @@ class IndexedDBStore:
         def program(t: Tx) -> Program[tuple[dict[str, Any], bool]]:
             runs = t.store("runs")
             requests = [t.counters_request()]
+            if run.parent_id is not None and run.parent_step is not None:  # one child per parent step
+                requests.append(runs.index("child").get(js_value([run.parent_id, run.parent_step])))
             if run.idempotency_key is not None:
                 requests.append(runs.index("idem").get(js_value([run.job_name, run.idempotency_key])))
             found = yield requests
             t.set_counters(found[0])
-            existing = py_value(found[1]) if len(found) > 1 else None
-            if existing is not None:
-                return existing, False
+            for value in found[1:]:
+                existing = py_value(value)
+                if existing is not None:
+                    return existing, False
             model = Run(
                 id=run.id, job_name=run.job_name, job_version=run.job_version, status="pending", input=run.input,
                 labels=dict(run.labels), idempotency_key=run.idempotency_key, concurrency_key=run.concurrency_key,
-                created_at=run.created_at, updated_at=run.created_at,
-            )
+                created_at=run.created_at, updated_at=run.created_at, parent_id=run.parent_id,
+                parent_step=run.parent_step,
+            )  # fmt: skip
             rec = run_record(model, t.next_pos())
             rec["version"] = t.next_version()
             append(t, rec, [event])
-            t.put("runs", rec)
+            t.put_run(rec)
             t.save_counters()
             return rec, True
 
@@ -159,63 +170,40 @@ class IndexedDBStore:
     async def claim_next(
         self,
         owner: str,
-        job_names: Collection[str],
+        jobs: JobKeys,
         now: float,
         lease_until: float,
         exclude: Collection[str] = (),
     ) -> Run | None:
-        names = set(job_names)
-        skip = set(exclude)
-        if not names:
+        if not jobs:
             return None
+        skip = set(exclude)
         busy = await self._locks.held_elsewhere()
 
+        def program(t: Tx) -> Program[Any]:
+            return (yield from claim_program(t, owner, jobs, now, lease_until, skip, busy))
+
+        run = claimed_run(await self._run(program, ["runs", "meta"]))
+        if run is None:
+            return None
+        await self._locks.claimed(run.id, run.epoch)
+        self._published(run.id, True)
+        return run
+
+    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> Run | None:
         def program(t: Tx) -> Program[dict[str, Any] | None]:
-            found = yield [t.store("runs").index("active").getAll(), t.counters_request()]
-            t.set_counters(found[1])
-            seen_keys: set[str] = set()
-            active: list[dict[str, Any]] = py_value(found[0]) or []
-            for rec in active:
-                key = rec["concurrency_key"]
-                if key is not None:
-                    if key in seen_keys:
-                        continue
-                    seen_keys.add(key)
-                if rec["job_name"] not in names or rec["id"] in skip:
-                    continue
-                expired = rec["lease_expires_at"] is None or rec["lease_expires_at"] < now
-                if rec["status"] == "running" and (not expired or rec["id"] in busy):
-                    continue  # a live lease, or a live tab still executing it
-                set_status(rec, "running")
-                rec.update(owner=owner, epoch=rec["epoch"] + 1, lease_expires_at=lease_until, updated_at=now)
-                if rec["started_at"] is None:
-                    rec["started_at"] = now
-                rec["version"] = t.next_version()
-                t.put("runs", rec)
-                t.save_counters()
-                return rec
-            return None
-
-        rec = await self._run(program, ["runs", "meta"])
-        if rec is None:
-            return None
-        await self._locks.claimed(rec["id"], rec["epoch"])
-        self._published(rec["id"], True)
-        return record_run(rec)
-
-    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
-        def program(t: Tx) -> Program[bool]:
-            rec = py_value((yield t.store("runs").get(run_id)))
+            rec: dict[str, Any] | None = py_value((yield t.store("runs").get(run_id)))
             if rec is None or rec["epoch"] != epoch or rec["status"] != "running":
-                return False
+                return None
             rec["lease_expires_at"] = lease_until
-            t.put("runs", rec)
-            return True
+            t.put_run(rec)
+            return rec
 
-        held: bool = await self._run(program, ["runs"])
-        if not held:
+        held: dict[str, Any] | None = await self._run(program, ["runs"])
+        if held is None:
             self._locks.ended(run_id, epoch)
-        return held
+            return None
+        return record_run(held)
 
     async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
         def program(t: Tx) -> Program[bool]:
@@ -224,9 +212,8 @@ class IndexedDBStore:
             if rec is None or rec["epoch"] != epoch or rec["status"] != "running":
                 return False
             t.set_counters(found[1])
-            set_status(rec, "pending")
-            rec.update(owner=None, lease_expires_at=None, updated_at=now, version=t.next_version())
-            t.put("runs", rec)
+            rec.update(status="pending", owner=None, lease_expires_at=None, updated_at=now, version=t.next_version())
+            t.put_run(rec)
             t.save_counters()
             return True
 
@@ -242,7 +229,7 @@ class IndexedDBStore:
             for rec in py_value((yield t.store("runs").index("active").getAll())) or []:
                 if rec["owner"] == owner and rec["status"] == "running":
                     rec["lease_expires_at"] = now - 1
-                    t.put("runs", rec)
+                    t.put_run(rec)
                     count += 1
             return count
 
@@ -289,31 +276,12 @@ class IndexedDBStore:
         events: Sequence[NewEvent],
         progress: Progress | None,
     ) -> list[Event]:
-        def program(t: Tx) -> Program[list[Event]]:
-            requests = [t.store("runs").get(run_id)]
-            if progress is not None:
-                requests.append(t.counters_request())
-            found = yield requests
-            rec = fence(py_value(found[0]), run_id, epoch)
-            if step is not None:
-                t.put("steps", step_record(step))
-            if progress is not None:
-                t.set_counters(found[1])
-                rec["progress"] = dumps(progress.to_json())
-                rec["version"] = t.next_version()
-                t.save_counters()
-            out = append(t, rec, events)
-            if out or progress is not None:
-                t.put("runs", rec)
-            return out
-
-        try:
-            out: list[Event] = await self._run(program, ["runs", "steps", "events", "meta"])
+        try:  # with the step writes of other runs queued in this turn: one transaction (_group.py)
+            out = await self._groups.write(run_id, epoch, step, events, progress)  # publishes
         except StaleLeaseError:
             if epoch is not None:
                 self._locks.ended(run_id, epoch)
             raise
-        self._published(run_id, progress is not None)
         return out
 
     async def finish_run(
@@ -332,15 +300,16 @@ class IndexedDBStore:
             found = yield [t.store("runs").get(run_id), t.counters_request()]
             rec = fence(py_value(found[0]), run_id, epoch)
             t.set_counters(found[1])
-            set_status(rec, status)
             if progress is not None:
                 rec["progress"] = dumps(progress.to_json())
             rec.update(
-                output=dumps(output), error=error, finished_at=now, updated_at=now, expires_at=expires_at,
-                owner=None, lease_expires_at=None, version=t.next_version(),
-            )
+                status=status, output=dumps(output), error=error, finished_at=now, updated_at=now,
+                expires_at=expires_at, owner=None, lease_expires_at=None, wait=None, wake_at=None,
+                version=t.next_version(),
+            )  # fmt: skip
             out = append(t, rec, events)
-            t.put("runs", rec)
+            yield from child_ended(t, rec, status, now)
+            t.put_run(rec)
             t.save_counters()
             return rec, out
 
@@ -357,23 +326,30 @@ class IndexedDBStore:
             rec = py_value(found[0])
             if rec is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
-            if rec["status"] not in ACTIVE_STATUSES:
+            if rec["status"] in TERMINAL_STATUSES:
                 raise InvalidRunState(
-                    f"run {run_id!r} is already {rec['status']}; only pending or running runs can be cancelled"
+                    f"run {run_id!r} is already {rec['status']}; only unfinished runs can be cancelled"
                 )
             t.set_counters(found[1])
-            set_status(rec, "cancelled")
-            rec.update(
-                epoch=rec["epoch"] + 1, owner=None, lease_expires_at=None, finished_at=now, updated_at=now,
-                version=t.next_version(),
-            )
-            out = append(t, rec, [event])
-            t.put("runs", rec)
+            out: list[Event] = []
+            if rec["status"] in ("running", "suspended"):  # its execution raises RunCancelled in the job
+                rec.update(cancel_requested=True, updated_at=now, version=t.next_version())
+                if rec["status"] == "suspended":
+                    rec["wake_at"] = now
+            else:
+                rec.update(
+                    status="cancelled", epoch=rec["epoch"] + 1, owner=None, lease_expires_at=None, finished_at=now,
+                    updated_at=now, version=t.next_version(),
+                )  # fmt: skip
+                out = append(t, rec, [event])
+                yield from child_ended(t, rec, "cancelled", now)
+            t.put_run(rec)
             t.save_counters()
             return rec, out
 
         rec, out = await self._run(program, ["runs", "events", "meta"])
-        self._locks.ended(run_id)
+        if rec["status"] in TERMINAL_STATUSES:
+            self._locks.ended(run_id)
         self._published(run_id, True)
         return record_run(rec), out
 
@@ -388,13 +364,13 @@ class IndexedDBStore:
                     f"run {run_id!r} is {rec['status']}; only failed or cancelled runs can be retried"
                 )
             t.set_counters(found[1])
-            set_status(rec, "pending")
             rec.update(
-                attempt=rec["attempt"] + 1, epoch=rec["epoch"] + 1, error=None, output=dumps(None),
-                finished_at=None, expires_at=None, updated_at=now, version=t.next_version(),
-            )
+                status="pending", attempt=rec["attempt"] + 1, epoch=rec["epoch"] + 1, error=None,
+                output=dumps(None), finished_at=None, expires_at=None, updated_at=now, cancel_requested=False,
+                wait=None, wake_at=None, awaiting=0, version=t.next_version(),
+            )  # fmt: skip
             out = append(t, rec, [event])
-            t.put("runs", rec)
+            t.put_run(rec)
             t.save_counters()
             return rec, out
 
@@ -408,7 +384,7 @@ class IndexedDBStore:
             if rec is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             rec["expires_at"] = expires_at
-            t.put("runs", rec)
+            t.put_run(rec)
 
         await self._run(program, ["runs"])
 
@@ -475,14 +451,15 @@ class IndexedDBStore:
     async def delete_run(self, run_id: str) -> bool:
         def program(t: Tx) -> Program[bool]:
             found = yield [t.store("runs").get(run_id), t.counters_request()]
-            if py_value(found[0]) is None:
+            rec = py_value(found[0])
+            if rec is None:
                 return False
             t.set_counters(found[1])
-            delete(t, run_id, now())
+            yield from delete(t, rec, now())
             t.save_counters()
             return True
 
-        deleted: bool = await self._run(program, ["runs", "steps", "events", "tombstones", "meta"])
+        deleted: bool = await self._run(program, _DELETE_STORES)
         if deleted:
             self._locks.ended(run_id)
             self._published(run_id, True)
@@ -492,21 +469,22 @@ class IndexedDBStore:
         def program(t: Tx) -> Program[list[str]]:
             old_tombstones = key_range(upper=now - _TOMBSTONE_TTL, upper_open=True)
             found = yield [
-                t.store("runs").index("expires").getAllKeys(key_range(upper=now)),
+                t.store("runs").index("expires").getAll(key_range(upper=now)),
                 t.counters_request(),
                 t.store("tombstones").index("deleted_at").getAllKeys(old_tombstones),
             ]
             t.set_counters(found[1])
-            ids = [str(k) for k in py_value(found[0]) or []]
-            for run_id in ids:
-                delete(t, run_id, now)
+            expired: list[dict[str, Any]] = py_value(found[0]) or []
+            ids = [rec["id"] for rec in expired]
+            for rec in expired:
+                yield from delete(t, rec, now)
             # Tombstones only serve list watchers catching up; a day is plenty.
             for version in py_value(found[2]) or []:
                 t.store("tombstones").delete(version)
             t.save_counters()
             return ids
 
-        ids: list[str] = await self._run(program, ["runs", "steps", "events", "tombstones", "meta"])
+        ids: list[str] = await self._run(program, _DELETE_STORES)
         for run_id in ids:
             self._locks.ended(run_id)
             self._published(run_id, False)

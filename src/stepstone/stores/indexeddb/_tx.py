@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..._errors import RunNotFound, StaleLeaseError
-from ..._models import ACTIVE_STATUSES, Event
+from ..._models import Event
+from ...browser._idb import Program
 from ...browser._values import js_value, py_value
 from .._contract import NewEvent
-from ._schema import events_out, run_range
+from ._schema import events_out, index_fields, run_range
 
-__all__ = ["Tx", "append", "delete", "fence", "set_status"]
+__all__ = ["Tx", "append", "child_ended", "delete", "fence"]
 
 
 class Tx:
@@ -32,6 +33,10 @@ class Tx:
 
     def put(self, name: str, record: dict[str, Any]) -> None:
         self.store(name).put(js_value(record))
+
+    def put_run(self, record: dict[str, Any]) -> None:
+        """Write a run record, with its derived index fields brought up to date."""
+        self.put("runs", index_fields(record))
 
     def counters_request(self) -> Any:
         return self.store("meta").get("counters")
@@ -67,11 +72,6 @@ def fence(rec: dict[str, Any] | None, run_id: str, epoch: int | None) -> dict[st
     return rec
 
 
-def set_status(rec: dict[str, Any], status: str) -> None:
-    rec["status"] = status
-    rec["active"] = rec["pos"] if status in ACTIVE_STATUSES else None
-
-
 def append(t: Tx, rec: dict[str, Any], events: Sequence[NewEvent]) -> list[Event]:
     """Write ``events`` after the run's last seq and move ``last_seq``; the caller puts ``rec``."""
     pairs = events_out(rec["id"], int(rec["last_seq"]), events)
@@ -85,7 +85,30 @@ def append(t: Tx, rec: dict[str, Any], events: Sequence[NewEvent]) -> list[Event
     return [event for event, _ in pairs]
 
 
-def delete(t: Tx, run_id: str, at: float) -> None:
+def child_ended(t: Tx, rec: dict[str, Any], status: str, now: float) -> Program[None]:
+    """The run ``rec`` finished with ``status`` (or was deleted): if a suspended parent awaits it,
+    count it off and wake the parent when it was the last one awaited or did not complete. Clears
+    the mark on ``rec``; the caller writes ``rec`` afterwards (or deletes it). Counters read."""
+    parent_id = rec.get("awaited_by")
+    if parent_id is None:
+        return
+    rec["awaited_by"] = None
+    parent = py_value((yield t.store("runs").get(parent_id)))
+    if parent is None or parent["status"] != "suspended":
+        return
+    parent["awaiting"] = int(parent.get("awaiting") or 0) - 1
+    if parent["awaiting"] <= 0 or status != "completed":
+        parent["wake_at"] = now
+        parent["version"] = t.next_version()
+    t.put_run(parent)
+
+
+def delete(t: Tx, rec: dict[str, Any], at: float) -> Program[None]:
+    """Delete the run ``rec`` with its steps, events and inbox, leaving a tombstone; a parent
+    awaiting it wakes (a deleted child did not complete). Counters read."""
+    run_id = rec["id"]
+    yield from child_ended(t, rec, "deleted", at)
+    t.store("inbox").delete(run_range(run_id))
     t.store("events").delete(run_range(run_id))
     t.store("steps").delete(run_range(run_id))
     t.store("runs").delete(run_id)

@@ -12,9 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..._errors import InvalidRunState, RunNotFound, StaleLeaseError
-from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
+from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord, Wait
 from ..._notify import RUNS_KEY, Hub
-from .._contract import NewEvent, NewRun, RunFilter
+from .._contract import JobKeys, NewEvent, NewRun, RunFilter, job_matches
 from ._streams import MemoryStreamsMixin
 
 __all__ = ["MemoryStore"]
@@ -28,6 +28,12 @@ class MemoryStore(MemoryStreamsMixin):
         self._pos: dict[str, int] = {}
         self._active: set[str] = set()
         self._idem: dict[tuple[str, str], str] = {}
+        self._children: dict[tuple[str, str], str] = {}  # (parent, step) -> child
+        self._suspended: dict[str, float | None] = {}  # run -> wake_at
+        self._by_key: dict[str, set[str]] = {}  # concurrency key -> unfinished runs
+        self._inbox: dict[str, list[list[Any]]] = {}  # run -> [name, data, delivered]
+        self._awaited: dict[str, str] = {}  # child -> the suspended parent waiting for it
+        self._awaiting: dict[str, int] = {}  # parent -> how many awaited children are unfinished
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._events: dict[str, list[Event]] = {}
         self._changes: dict[str, int] = {}
@@ -52,8 +58,38 @@ class MemoryStore(MemoryStreamsMixin):
             self._active.add(run.id)
         else:
             self._active.discard(run.id)
+        if run.status == "suspended":
+            self._suspended[run.id] = run.wake_at
+        else:
+            self._suspended.pop(run.id, None)
+        if run.concurrency_key is not None:
+            keyed = self._by_key.setdefault(run.concurrency_key, set())
+            if run.is_terminal:
+                keyed.discard(run.id)
+            else:
+                keyed.add(run.id)
+        if run.is_terminal:
+            self._ended(run)
         self._hub.publish(RUNS_KEY)
         return run
+
+    def _ended(self, run: Run) -> None:
+        """A child that its suspended parent awaits has finished: wake the parent when it was the
+        last one awaited, or did not complete."""
+        parent_id = self._awaited.pop(run.id, None)
+        if parent_id is None:
+            return
+        left = self._awaiting.get(parent_id, 0) - 1
+        self._awaiting[parent_id] = left
+        parent = self._runs.get(parent_id)
+        if parent is not None and parent.status == "suspended" and (left <= 0 or run.status != "completed"):
+            self._bump(replace(parent, wake_at=run.finished_at or run.updated_at))
+
+    def _forget_awaited(self, parent_id: str) -> None:
+        self._awaiting.pop(parent_id, None)
+        for child, parent in list(self._awaited.items()):
+            if parent == parent_id:
+                del self._awaited[child]
 
     def _get(self, run_id: str) -> Run:
         run = self._runs.get(run_id)
@@ -83,11 +119,17 @@ class MemoryStore(MemoryStreamsMixin):
 
     # -- runs ----------------------------------------------------------------------------------
     async def create_run(self, run: NewRun, event: NewEvent) -> tuple[Run, bool]:
+        if run.parent_id is not None and run.parent_step is not None:
+            existing = self._children.get((run.parent_id, run.parent_step))
+            if existing is not None:
+                return self._runs[existing], False
         if run.idempotency_key is not None:
             existing = self._idem.get((run.job_name, run.idempotency_key))
             if existing is not None:
                 return self._runs[existing], False
             self._idem[(run.job_name, run.idempotency_key)] = run.id
+        if run.parent_id is not None and run.parent_step is not None:
+            self._children[(run.parent_id, run.parent_step)] = run.id
         self._counter += 1
         self._pos[run.id] = self._counter
         new = Run(
@@ -101,6 +143,8 @@ class MemoryStore(MemoryStreamsMixin):
             concurrency_key=run.concurrency_key,
             created_at=run.created_at,
             updated_at=run.created_at,
+            parent_id=run.parent_id,
+            parent_step=run.parent_step,
         )
         new = self._bump(new)
         new, _ = self._append(new, [event])
@@ -115,6 +159,8 @@ class MemoryStore(MemoryStreamsMixin):
                 return False
             if filter.statuses is not None and r.status not in filter.statuses:
                 return False
+            if filter.parent_id is not None and r.parent_id != filter.parent_id:
+                return False
             if filter.labels:
                 return all(r.labels.get(k) == v for k, v in filter.labels.items())
             return True
@@ -125,22 +171,24 @@ class MemoryStore(MemoryStreamsMixin):
     async def claim_next(
         self,
         owner: str,
-        job_names: Collection[str],
+        jobs: JobKeys,
         now: float,
         lease_until: float,
         exclude: Collection[str] = (),
     ) -> Run | None:
-        seen_keys: set[str] = set()
-        for run_id in sorted(self._active, key=self._pos.__getitem__):
+        due = [rid for rid, wake_at in self._suspended.items() if wake_at is not None and wake_at <= now]
+        for run_id in sorted([*self._active, *due], key=self._pos.__getitem__):
             run = self._runs[run_id]
             if run.concurrency_key is not None:
-                if run.concurrency_key in seen_keys:
+                first = min(self._by_key[run.concurrency_key], key=self._pos.__getitem__)
+                if first != run_id:
                     continue
-                seen_keys.add(run.concurrency_key)
-            if run.job_name not in job_names or run_id in exclude:
+            if run_id in exclude or not job_matches(jobs, run.job_name, run.job_version):
                 continue
             expired = run.lease_expires_at is None or run.lease_expires_at < now
-            if run.status == "pending" or expired:
+            if run.status in ("pending", "suspended") or expired:
+                if run.status == "suspended":
+                    self._forget_awaited(run_id)
                 claimed = replace(
                     run,
                     status="running",
@@ -149,16 +197,18 @@ class MemoryStore(MemoryStreamsMixin):
                     lease_expires_at=lease_until,
                     started_at=run.started_at if run.started_at is not None else now,
                     updated_at=now,
+                    wait=None,
+                    wake_at=None,
                 )
-                return self._bump(claimed)
+                return replace(self._bump(claimed), wait=run.wait if run.status == "suspended" else None)
         return None
 
-    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
+    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> Run | None:
         run = self._runs.get(run_id)
         if run is None or run.epoch != epoch or run.status != "running":
-            return False
-        self._runs[run_id] = replace(run, lease_expires_at=lease_until)
-        return True
+            return None
+        run = self._runs[run_id] = replace(run, lease_expires_at=lease_until)
+        return run
 
     async def release_lease(self, run_id: str, epoch: int, now: float) -> bool:
         run = self._runs.get(run_id)
@@ -209,6 +259,71 @@ class MemoryStore(MemoryStreamsMixin):
             run = self._bump(replace(run, progress=progress))
         return self._append(run, events)[1]
 
+    async def suspend_run(
+        self,
+        run_id: str,
+        epoch: int,
+        wait: Wait,
+        now: float,
+        events: Sequence[NewEvent],
+        progress: Progress | None = None,
+        attempt: int | None = None,
+        error: str | None = None,
+    ) -> tuple[Run, list[Event]]:
+        run = self._fenced(run_id, epoch)
+        wake_at = wait.until
+        if run.cancel_requested or any(
+            not delivered and name in wait.events for name, _, delivered in self._inbox.get(run_id, ())
+        ):
+            wake_at = now
+        if wait.children:
+            children = [self._runs.get(c) for c in wait.children]
+            unfinished = [c.id for c in children if c is not None and not c.is_terminal]
+            if not unfinished or any(c is None or (c.is_terminal and c.status != "completed") for c in children):
+                wake_at = now
+            else:
+                self._forget_awaited(run_id)
+                self._awaiting[run_id] = len(unfinished)
+                self._awaited.update(dict.fromkeys(unfinished, run_id))
+        run = replace(
+            run,
+            status="suspended",
+            owner=None,
+            lease_expires_at=None,
+            wait=wait,
+            wake_at=wake_at,
+            updated_at=now,
+            progress=progress if progress is not None else run.progress,
+            attempt=run.attempt if attempt is None else attempt,
+            error=run.error if error is None else error,
+        )
+        return self._append(self._bump(run), events)
+
+    async def send_event(self, run_id: str, name: str, data: Any, now: float) -> None:
+        run = self._get(run_id)
+        if run.is_terminal:
+            raise InvalidRunState(f"run {run_id!r} is already {run.status}; it takes no more events")
+        self._inbox.setdefault(run_id, []).append([name, copy.deepcopy(data), False])
+        if run.status == "suspended" and run.wait is not None and name in run.wait.events:
+            self._bump(replace(run, wake_at=now))
+
+    async def take_event(
+        self, run_id: str, epoch: int, name: str, step: StepRecord, events: Sequence[NewEvent]
+    ) -> tuple[bool, Any, list[Event]]:
+        run = self._fenced(run_id, epoch)
+        for queued in self._inbox.get(run_id, ()):
+            if queued[0] == name and not queued[2]:
+                queued[2] = True
+                data = copy.deepcopy(queued[1])
+                output = {"event": name, "data": data}
+                self._steps.setdefault(run_id, {})[step.name] = replace(step, status="completed", output=output)
+                return True, data, self._append(run, events)[1]
+        return False, None, []
+
+    async def next_wake(self, now: float) -> float | None:
+        times = [t for t in self._suspended.values() if t is not None]
+        return min(times) if times else None
+
     async def finish_run(
         self,
         run_id: str,
@@ -233,6 +348,8 @@ class MemoryStore(MemoryStreamsMixin):
             owner=None,
             lease_expires_at=None,
             progress=progress if progress is not None else run.progress,
+            wait=None,
+            wake_at=None,
         )
         return self._append(self._bump(run), events)
 
@@ -240,8 +357,12 @@ class MemoryStore(MemoryStreamsMixin):
         run = self._get(run_id)
         if run.is_terminal:
             raise InvalidRunState(
-                f"run {run_id!r} is already {run.status}; only pending or running runs can be cancelled"
+                f"run {run_id!r} is already {run.status}; only unfinished runs can be cancelled"
             )
+        if run.status == "running":
+            return self._bump(replace(run, cancel_requested=True, updated_at=now)), []
+        if run.status == "suspended":
+            return self._bump(replace(run, cancel_requested=True, wake_at=now, updated_at=now)), []
         run = replace(
             run,
             status="cancelled",
@@ -267,6 +388,9 @@ class MemoryStore(MemoryStreamsMixin):
             finished_at=None,
             expires_at=None,
             updated_at=now,
+            cancel_requested=False,
+            wait=None,
+            wake_at=None,
         )
         return self._append(self._bump(run), [event])
 
@@ -300,11 +424,21 @@ class MemoryStore(MemoryStreamsMixin):
 
     # -- deletion ------------------------------------------------------------------------------
     def _delete(self, run_id: str) -> bool:
-        run = self._runs.pop(run_id, None)
+        run = self._runs.get(run_id)
         if run is None:
             return False
+        self._ended(replace(run, status="cancelled"))  # an awaiting parent counts a deleted child as failed
+        del self._runs[run_id]
         self._pos.pop(run_id, None)
         self._active.discard(run_id)
+        self._suspended.pop(run_id, None)
+        self._inbox.pop(run_id, None)
+        self._awaited.pop(run_id, None)
+        self._forget_awaited(run_id)
+        if run.concurrency_key is not None:
+            self._by_key.get(run.concurrency_key, set()).discard(run_id)
+        if run.parent_id is not None and run.parent_step is not None:
+            self._children.pop((run.parent_id, run.parent_step), None)
         self._steps.pop(run_id, None)
         self._events.pop(run_id, None)
         if run.idempotency_key is not None:

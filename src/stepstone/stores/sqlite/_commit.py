@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from ..._errors import StepstoneError, StoreError
@@ -39,6 +39,9 @@ class GroupCommitMixin:
     path: str
     synchronous: str
     _hub: Hub
+
+    def _publish(self, keys: Collection[str]) -> None:
+        raise NotImplementedError
     _queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], tuple[str, ...], bool]]
 
     @property
@@ -86,8 +89,8 @@ class GroupCommitMixin:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
-        for key in published:
-            self._hub.publish(key)
+        if published:
+            self._publish(published)
 
     def _commit(self, ops: list[Callable[[sqlite3.Connection], Any]], relaxed: bool) -> list[tuple[bool, Any]]:
         """One transaction for ``ops``; each op in a savepoint unless it is alone."""

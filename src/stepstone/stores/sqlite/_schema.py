@@ -1,15 +1,22 @@
-"""The SQLite store's schema, its forward migrations and the row <-> Run mapping. Stdlib only."""
+"""The SQLite store's schema and its forward migrations; the row <-> Run mapping is shared with the
+PostgreSQL store (``stores/_rows.py``) and re-exported here. Stdlib only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from ..._models import Progress, Run
-from ..._util import dumps, loads
+from .._rows import RUN_COLUMNS, STEP_COLUMNS, progress_json, row_to_run, row_to_step, step_params
 from ._streams import SCHEMA_STREAMS
 
-__all__ = ["MIGRATIONS", "RUN_COLUMNS", "SCHEMA_VERSION", "progress_json", "row_to_run"]
+__all__ = [
+    "INSERT_STEP",
+    "MIGRATIONS",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "STEP_COLUMNS",
+    "progress_json",
+    "row_to_run",
+    "row_to_step",
+    "step_params",
+]
 
 _SCHEMA_V1 = """
 CREATE TABLE runs (
@@ -72,43 +79,42 @@ CREATE TABLE run_tombstones (version INTEGER PRIMARY KEY, run_id TEXT NOT NULL, 
 INSERT INTO stepstone_meta (key, value) VALUES ('runs_version', 0);
 """
 
+#: Suspension (v3): what a suspended run waits for and when it wakes, child runs (one per parent
+#: step; ``awaited_by``/``awaiting`` count the children a suspended parent still waits for), cancel
+#: requests, step attempts, and each run's inbox of events sent to it.
+_SCHEMA_V3 = """
+ALTER TABLE runs ADD COLUMN parent_id TEXT;
+ALTER TABLE runs ADD COLUMN parent_step TEXT;
+ALTER TABLE runs ADD COLUMN wait TEXT;
+ALTER TABLE runs ADD COLUMN wake_at REAL;
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN awaited_by TEXT;
+ALTER TABLE runs ADD COLUMN awaiting INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX runs_child ON runs(parent_id, parent_step) WHERE parent_id IS NOT NULL;
+CREATE INDEX runs_parent ON runs(parent_id, pos) WHERE parent_id IS NOT NULL;
+CREATE INDEX runs_awaited ON runs(awaited_by) WHERE awaited_by IS NOT NULL;
+CREATE INDEX runs_wake ON runs(wake_at) WHERE status = 'suspended';
+DROP INDEX runs_concurrency;
+CREATE INDEX runs_concurrency ON runs(concurrency_key, pos)
+    WHERE concurrency_key IS NOT NULL AND status IN ('pending', 'running', 'suspended');
+ALTER TABLE steps ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE steps ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE steps ADD COLUMN retry_at REAL;
+CREATE TABLE run_inbox (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    delivered_at REAL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX run_inbox_waiting ON run_inbox(run_id, name, seq) WHERE delivered_at IS NULL
+"""
+
 #: Forward-only migrations; index i takes the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, SCHEMA_STREAMS)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, SCHEMA_STREAMS, _SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
-RUN_COLUMNS = (
-    "id, job_name, job_version, status, input, output, error, progress, labels, idempotency_key, "
-    "concurrency_key, attempt, owner, epoch, lease_expires_at, created_at, updated_at, started_at, "
-    "finished_at, expires_at, last_seq, version"
-)
+INSERT_STEP = f"INSERT OR REPLACE INTO steps (run_id, {STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
-
-def row_to_run(row: Sequence[Any]) -> Run:
-    return Run(
-        id=row[0],
-        job_name=row[1],
-        job_version=row[2],
-        status=row[3],
-        input=loads(row[4]),
-        output=loads(row[5]),
-        error=row[6],
-        progress=Progress.from_json(loads(row[7])),
-        labels=loads(row[8]),
-        idempotency_key=row[9],
-        concurrency_key=row[10],
-        attempt=row[11],
-        owner=row[12],
-        epoch=row[13],
-        lease_expires_at=row[14],
-        created_at=row[15],
-        updated_at=row[16],
-        started_at=row[17],
-        finished_at=row[18],
-        expires_at=row[19],
-        last_seq=row[20],
-        version=row[21],
-    )
-
-
-def progress_json(progress: Progress | None) -> str | None:
-    return None if progress is None else dumps(progress.to_json())

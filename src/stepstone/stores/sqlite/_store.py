@@ -2,8 +2,10 @@
 
 Several processes may share one file: SQLite serialises writers (``BEGIN IMMEDIATE``) and the
 lease/epoch columns fence them. Writes made through any store object of this process wake waiters
-at once (one hub per file); writes from other processes are seen at the engine's polling interval.
-Owner liveness uses OS file locks beside the database (see :mod:`stepstone._liveness`).
+at once (one hub per file); writes from other processes wake them through a datagram socket per
+store in ``<db>-owners/`` (``_peers.py``), with the engine's polling interval as the safety net.
+Owner liveness uses OS file locks in that directory (``_liveness.py``); suspension, the inbox of
+sent events and child runs are in ``_waits.py``.
 """
 
 from __future__ import annotations
@@ -13,25 +15,38 @@ import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from ..._errors import InvalidRunState, RunNotFound, SchemaError, StaleLeaseError, StoreError
 from ..._liveness import Liveness
 from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord
-from ..._notify import RUNS_KEY, Hub
 from ..._util import dumps, loads, now
-from .._contract import NewEvent, NewRun, RunFilter
+from .._contract import JobKeys, NewEvent, NewRun, RunFilter
+from .._wakeups import CLAIMABLE_KEY, RUNS_KEY, Wakeups
 from ._commit import GroupCommitMixin
 from ._liveness import FileLockLiveness
-from ._schema import MIGRATIONS, RUN_COLUMNS, SCHEMA_VERSION, progress_json, row_to_run
+from ._peers import Peers
+from ._schema import (
+    INSERT_STEP,
+    MIGRATIONS,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    STEP_COLUMNS,
+    progress_json,
+    row_to_run,
+    row_to_step,
+    step_params,
+)
 from ._streams import SqliteStreamsMixin
+from ._waits import WaitsMixin
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
 
-_HUBS: dict[str, Hub] = {}
+_HUBS: dict[str, Wakeups] = {}
 
 
-class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
+class SqliteStore(GroupCommitMixin, WaitsMixin, SqliteStreamsMixin):
     """A store in one SQLite file. ``synchronous`` is ``"normal"`` (survives a process crash, the
     default) or ``"full"`` (also survives power loss: one fsync per write)."""
 
@@ -43,7 +58,9 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         key = os.path.abspath(path) if path != ":memory:" else f":memory:{id(self)}"
-        self._hub = _HUBS.setdefault(key, Hub())
+        self._wakeups = _HUBS.setdefault(key, Wakeups())
+        self._hub = self._wakeups.hub
+        self._peers: Peers | None = None
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], tuple[str, ...], bool]] = []
         self._init_streams()
 
@@ -73,6 +90,9 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             self._conn = None
             conn.close()
             raise
+        if self.path != ":memory:":
+            peers = Peers(self._owners_dir, self._wakeups.publish)
+            self._peers = peers if peers.open() else None
 
     def _migrate(self) -> None:
         db = self._db
@@ -101,6 +121,9 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             raise
 
     async def close(self) -> None:
+        if self._peers is not None:
+            self._peers.close()
+            self._peers = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -108,7 +131,27 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
     def liveness(self) -> Liveness | None:
         if self.path == ":memory:":
             return None
-        return FileLockLiveness(os.path.abspath(self.path) + "-owners")
+        return FileLockLiveness(self._owners_dir)
+
+    @property
+    def _owners_dir(self) -> str:
+        return os.path.abspath(self.path) + "-owners"
+
+    def subscribe_claimable(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` whenever a run may have become claimable — written through this
+        process or another on the same file — or the earliest wake-up may have moved; returns the
+        unsubscribe function."""
+        return self._wakeups.subscribe_claimable(callback)
+
+    def _publish(self, keys: Collection[str]) -> None:
+        """After a commit: wake waiters of this process, then the other processes' stores."""
+        for key in keys:
+            if key == CLAIMABLE_KEY:
+                self._wakeups.claimable()
+            else:
+                self._hub.publish(key)
+        if self._peers is not None:
+            self._peers.send(keys)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -178,6 +221,13 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
     # -- runs ----------------------------------------------------------------------------------
     async def create_run(self, run: NewRun, event: NewEvent) -> tuple[Run, bool]:
         def op(db: sqlite3.Connection) -> tuple[Run, bool]:
+            if run.parent_id is not None and run.parent_step is not None:
+                row = db.execute(
+                    f"SELECT {RUN_COLUMNS} FROM runs WHERE parent_id = ? AND parent_step = ?",
+                    (run.parent_id, run.parent_step),
+                ).fetchone()
+                if row is not None:
+                    return row_to_run(row), False
             if run.idempotency_key is not None:
                 row = db.execute(
                     f"SELECT {RUN_COLUMNS} FROM runs WHERE job_name = ? AND idempotency_key = ?",
@@ -187,7 +237,8 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
                     return row_to_run(row), False
             db.execute(
                 "INSERT INTO runs (id, job_name, job_version, status, input, labels, idempotency_key, "
-                "concurrency_key, created_at, updated_at, version) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                "concurrency_key, created_at, updated_at, version, parent_id, parent_step) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id,
                     run.job_name,
@@ -199,6 +250,8 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
                     run.created_at,
                     run.created_at,
                     self._next_version(db),
+                    run.parent_id,
+                    run.parent_step,
                 ),
             )
             if run.labels:
@@ -211,7 +264,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             assert created is not None
             return created, True
 
-        return await self._write(op, run.id, RUNS_KEY)
+        return await self._write(op, run.id, RUNS_KEY, CLAIMABLE_KEY)
 
     async def get_run(self, run_id: str) -> Run | None:
         return self._load(self._db, run_id)
@@ -225,6 +278,9 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
         if filter.statuses is not None:
             where.append(f"status IN ({', '.join('?' * len(filter.statuses))})")
             params.extend(filter.statuses)
+        if filter.parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(filter.parent_id)
         for key, value in (filter.labels or {}).items():
             where.append("id IN (SELECT run_id FROM run_labels WHERE key = ? AND value = ?)")
             params.extend((key, value))
@@ -240,51 +296,65 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
     async def claim_next(
         self,
         owner: str,
-        job_names: Collection[str],
+        jobs: JobKeys,
         now: float,
         lease_until: float,
         exclude: Collection[str] = (),
     ) -> Run | None:
-        names = list(job_names)
-        if not names:
+        names = [j for j in jobs if isinstance(j, str)]
+        pairs = [j for j in jobs if not isinstance(j, str)]
+        if not names and not pairs:
             return None
+        match = []
+        if names:
+            match.append(f"r.job_name IN ({', '.join('?' * len(names))})")
+        if pairs:
+            match.append(f"(r.job_name, r.job_version) IN (VALUES {', '.join(['(?, ?)'] * len(pairs))})")
+        job_params = [*names, *(x for pair in pairs for x in pair)]
         skip = list(exclude)
 
         def op(db: sqlite3.Connection) -> Run | None:
             row = db.execute(
-                f"""SELECT r.id FROM runs r
-                WHERE r.status IN ('pending', 'running')
-                  AND r.job_name IN ({", ".join("?" * len(names))})
-                  AND (r.status = 'pending' OR r.lease_expires_at IS NULL OR r.lease_expires_at < ?)
+                f"""SELECT r.id, r.status FROM runs r
+                WHERE (r.status = 'pending'
+                       OR (r.status = 'running' AND (r.lease_expires_at IS NULL OR r.lease_expires_at < ?))
+                       OR (r.status = 'suspended' AND r.wake_at <= ?))
+                  AND ({" OR ".join(match)})
                   AND r.id NOT IN ({", ".join("?" * len(skip))})
                   AND (r.concurrency_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM runs o WHERE o.concurrency_key = r.concurrency_key
-                          AND o.status IN ('pending', 'running') AND o.pos < r.pos))
+                          AND o.status IN ('pending', 'running', 'suspended') AND o.pos < r.pos))
                 ORDER BY r.pos LIMIT 1""",
-                [*names, now, *skip],
+                [now, now, *job_params, *skip],
             ).fetchone()
             if row is None:
                 return None
+            woke_from = self._load(db, row[0]).wait if row[1] == "suspended" else None  # type: ignore[union-attr]
+            if row[1] == "suspended":
+                db.execute("UPDATE runs SET awaited_by = NULL WHERE awaited_by = ?", (row[0],))
             db.execute(
                 "UPDATE runs SET status = 'running', owner = ?, epoch = epoch + 1, lease_expires_at = ?, "
-                "started_at = COALESCE(started_at, ?), updated_at = ?, version = ? WHERE id = ?",
+                "started_at = COALESCE(started_at, ?), updated_at = ?, wait = NULL, wake_at = NULL, awaiting = 0, "
+                "version = ? WHERE id = ?",
                 (owner, lease_until, now, now, self._next_version(db), row[0]),
             )
-            return self._load(db, row[0])
+            claimed = self._load(db, row[0])
+            assert claimed is not None
+            return replace(claimed, wait=woke_from)
 
         claimed = await self._write(op, sync=False)
         if claimed is not None:
-            for key in self._keys(claimed.id, True):
-                self._hub.publish(key)
+            self._publish(self._keys(claimed.id, True))
         return claimed
 
-    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> bool:
-        def op(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND epoch = ? AND status = 'running'",
+    async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> Run | None:
+        def op(db: sqlite3.Connection) -> Run | None:
+            row = db.execute(
+                f"UPDATE runs SET lease_expires_at = ? WHERE id = ? AND epoch = ? AND status = 'running' "
+                f"RETURNING {RUN_COLUMNS}",
                 (lease_until, run_id, epoch),
-            )
-            return cur.rowcount == 1
+            ).fetchone()
+            return None if row is None else row_to_run(row)
 
         return await self._write(op, sync=False)
 
@@ -300,7 +370,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             self._touch(db, run_id)
             return True
 
-        return await self._write(op, run_id, RUNS_KEY, sync=False)
+        return await self._write(op, run_id, RUNS_KEY, CLAIMABLE_KEY, sync=False)
 
     async def expire_leases(self, owner: str, now: float) -> int:
         def op(db: sqlite3.Connection) -> int:
@@ -309,7 +379,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             )
             return cur.rowcount
 
-        return await self._write(op, sync=False)
+        return await self._write(op, CLAIMABLE_KEY, sync=False)
 
     async def lease_owners(self, now: float) -> set[str]:
         rows = self._db.execute(
@@ -340,20 +410,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
     ) -> list[Event]:
         def op(db: sqlite3.Connection) -> list[Event]:
             out = self._append(db, run_id, epoch, events, progress)
-            db.execute(
-                "INSERT OR REPLACE INTO steps (run_id, name, idx, status, output, error, started_at, completed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    step.name,
-                    step.index,
-                    step.status,
-                    dumps(step.output),
-                    step.error,
-                    step.started_at,
-                    step.completed_at,
-                ),
-            )
+            db.execute(INSERT_STEP, step_params(run_id, step))
             return out
 
         return await self._write(op, *self._keys(run_id, progress is not None))
@@ -374,14 +431,16 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             out = self._append(db, run_id, epoch, events, progress)
             db.execute(
                 "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, expires_at = ?, "
-                "owner = NULL, lease_expires_at = NULL, version = ? WHERE id = ?",
+                "owner = NULL, lease_expires_at = NULL, wait = NULL, wake_at = NULL, version = ? WHERE id = ?",
                 (status, dumps(output), error, now, now, expires_at, self._next_version(db), run_id),
             )
+            self._child_ended(db, run_id, status, now)
             run = self._load(db, run_id)
             assert run is not None
             return run, out
 
-        return await self._write(op, run_id, RUNS_KEY)
+        # A finished run frees its concurrency key and may wake its parent.
+        return await self._write(op, run_id, RUNS_KEY, CLAIMABLE_KEY)
 
     async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
         def op(db: sqlite3.Connection) -> tuple[Run, list[Event]]:
@@ -389,20 +448,27 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             if run is None:
                 raise RunNotFound(f"no run with id {run_id!r}")
             if run.is_terminal:
-                raise InvalidRunState(
-                    f"run {run_id!r} is already {run.status}; only pending or running runs can be cancelled"
+                raise InvalidRunState(f"run {run_id!r} is already {run.status}; only unfinished runs can be cancelled")
+            out: list[Event] = []
+            if run.status in ("running", "suspended"):  # its execution raises RunCancelled in the job
+                wake = ", wake_at = ?" if run.status == "suspended" else ""
+                db.execute(
+                    f"UPDATE runs SET cancel_requested = 1, updated_at = ?{wake}, version = ? WHERE id = ?",
+                    (now, *((now,) if wake else ()), self._next_version(db), run_id),
                 )
-            db.execute(
-                "UPDATE runs SET status = 'cancelled', epoch = epoch + 1, owner = NULL, lease_expires_at = NULL, "
-                "finished_at = ?, updated_at = ?, version = ? WHERE id = ?",
-                (now, now, self._next_version(db), run_id),
-            )
-            out = self._append(db, run_id, None, [event])
+            else:
+                db.execute(
+                    "UPDATE runs SET status = 'cancelled', epoch = epoch + 1, owner = NULL, lease_expires_at = NULL, "
+                    "finished_at = ?, updated_at = ?, version = ? WHERE id = ?",
+                    (now, now, self._next_version(db), run_id),
+                )
+                out = self._append(db, run_id, None, [event])
+                self._child_ended(db, run_id, "cancelled", now)
             run = self._load(db, run_id)
             assert run is not None
             return run, out
 
-        return await self._write(op, run_id, RUNS_KEY)
+        return await self._write(op, run_id, RUNS_KEY, CLAIMABLE_KEY)
 
     async def retry_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
         def op(db: sqlite3.Connection) -> tuple[Run, list[Event]]:
@@ -413,7 +479,8 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
                 raise InvalidRunState(f"run {run_id!r} is {run.status}; only failed or cancelled runs can be retried")
             db.execute(
                 "UPDATE runs SET status = 'pending', attempt = attempt + 1, epoch = epoch + 1, error = NULL, "
-                "output = NULL, finished_at = NULL, expires_at = NULL, updated_at = ?, version = ? WHERE id = ?",
+                "output = NULL, finished_at = NULL, expires_at = NULL, cancel_requested = 0, wait = NULL, "
+                "wake_at = NULL, updated_at = ?, version = ? WHERE id = ?",
                 (now, self._next_version(db), run_id),
             )
             out = self._append(db, run_id, None, [event])
@@ -421,7 +488,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             assert run is not None
             return run, out
 
-        return await self._write(op, run_id, RUNS_KEY)
+        return await self._write(op, run_id, RUNS_KEY, CLAIMABLE_KEY)
 
     async def set_expiry(self, run_id: str, expires_at: float | None) -> None:
         def op(db: sqlite3.Connection) -> None:
@@ -433,11 +500,9 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         rows = self._db.execute(
-            "SELECT name, idx, status, output, error, started_at, completed_at FROM steps "
-            "WHERE run_id = ? ORDER BY idx",
-            (run_id,),
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY idx", (run_id,)
         ).fetchall()
-        return [StepRecord(run_id, r[0], r[1], r[2], loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        return [row_to_step(run_id, r) for r in rows]
 
     async def read_events(self, run_id: str, from_seq: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._db.execute(
@@ -479,6 +544,8 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
     # -- deletion ------------------------------------------------------------------------------
     def _delete(self, db: sqlite3.Connection, run_ids: Sequence[str], now: float) -> None:
         for run_id in run_ids:
+            self._child_ended(db, run_id, "deleted", now)
+            db.execute("DELETE FROM run_inbox WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM run_labels WHERE run_id = ?", (run_id,))
@@ -495,7 +562,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             self._delete(db, [run_id], now())
             return True
 
-        return await self._write(op, run_id, RUNS_KEY)
+        return await self._write(op, run_id, RUNS_KEY, CLAIMABLE_KEY)
 
     async def sweep(self, now: float) -> int:
         def op(db: sqlite3.Connection) -> list[str]:
@@ -505,7 +572,7 @@ class SqliteStore(GroupCommitMixin, SqliteStreamsMixin):
             db.execute("DELETE FROM run_tombstones WHERE deleted_at < ?", (now - 86400,))
             return ids
 
-        ids = await self._write(op, RUNS_KEY)
-        for run_id in ids:
-            self._hub.publish(run_id)
+        ids = await self._write(op, RUNS_KEY, CLAIMABLE_KEY)
+        if ids:
+            self._publish(ids)
         return len(ids)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._errors import (
     ProducerFenced,
@@ -48,6 +48,7 @@ from ..._stream_models import (
     normalize_content_type,
     parse_expires_at,
 )
+from .._rows import STREAM_COLUMNS, row_to_stream
 from .._stream_rules import (
     check_fork_offset,
     committed,
@@ -119,40 +120,14 @@ def _key(stream_id: int, seq: int) -> int:
     return (stream_id << _SEQ_BITS) | seq
 
 
-_COLUMNS = (
-    "id, path, content_type, tail_seq, tail_pos, closed, ttl, expires_at, created_at, accessed_at, "
-    "fork_of, fork_from, fork_seq, fork_pos, fork_sub_offset, refcount, deleted, closed_by, last_stream_seq"
-)
-
-
-def _info(row: Sequence[Any]) -> StreamInfo:
-    return StreamInfo(
-        id=row[0],
-        path=row[1],
-        content_type=row[2],
-        tail=(row[3], row[4]),
-        closed=bool(row[5]),
-        ttl=row[6],
-        expires_at=row[7],
-        created_at=row[8],
-        accessed_at=row[9],
-        fork_of=row[10],
-        fork_from=row[11],
-        fork_offset=None if row[12] is None else (row[12], row[13]),
-        fork_sub_offset=row[14],
-        refcount=row[15],
-        deleted=bool(row[16]),
-        closed_by=row[17],
-        last_stream_seq=row[18],
-    )
-
-
 class SqliteStreamsMixin:
     """Stream persistence for the SQLite store (tables from the v2 migration)."""
 
     if TYPE_CHECKING:
         _hub: Hub
         path: str
+
+        def _publish(self, keys: Collection[str]) -> None: ...
 
         @property
         def _db(self) -> sqlite3.Connection: ...
@@ -168,12 +143,12 @@ class SqliteStreamsMixin:
 
     # -- helpers (inside a transaction unless said otherwise) ------------------------------------
     def _ds_by_path(self, db: sqlite3.Connection, path: str) -> StreamInfo | None:
-        row = db.execute(f"SELECT {_COLUMNS} FROM streams WHERE path = ?", (path,)).fetchone()
-        return None if row is None else _info(row)
+        row = db.execute(f"SELECT {STREAM_COLUMNS} FROM streams WHERE path = ?", (path,)).fetchone()
+        return None if row is None else row_to_stream(row)
 
     def _ds_by_id(self, db: sqlite3.Connection, stream_id: int) -> StreamInfo | None:
-        row = db.execute(f"SELECT {_COLUMNS} FROM streams WHERE id = ?", (stream_id,)).fetchone()
-        return None if row is None else _info(row)
+        row = db.execute(f"SELECT {STREAM_COLUMNS} FROM streams WHERE id = ?", (stream_id,)).fetchone()
+        return None if row is None else row_to_stream(row)
 
     def _ds_fetch(self, db: sqlite3.Connection, path: str, now: float, published: list[int]) -> StreamInfo | None:
         """The stream at ``path`` with expiry applied (call inside a transaction)."""
@@ -205,8 +180,8 @@ class SqliteStreamsMixin:
         return True
 
     def _ds_publish(self, published: list[int]) -> None:
-        for stream_id in published:
-            self._hub.publish(stream_key(stream_id))
+        if published:
+            self._publish([stream_key(stream_id) for stream_id in published])
 
     def _ds_read(
         self, db: sqlite3.Connection, sid: int, after: Offset, upto: Offset | None, budget: int, out: list[Record]
@@ -542,7 +517,8 @@ class SqliteStreamsMixin:
         count = 0
         with self._ds_write() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM streams WHERE deleted = 0 AND (expires_ts <= ? OR accessed_at + ttl <= ?)",
+                f"SELECT {STREAM_COLUMNS} FROM streams "
+                "WHERE deleted = 0 AND (expires_ts <= ? OR accessed_at + ttl <= ?)",
                 (now, now),
             ).fetchall()
             for row in rows:
@@ -554,8 +530,8 @@ class SqliteStreamsMixin:
         return count
 
     async def stream_paths(self, now: float) -> list[str]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM streams WHERE deleted = 0 ORDER BY path").fetchall()
-        return [info.path for info in map(_info, rows) if not info.is_expired(now)]
+        rows = self._db.execute(f"SELECT {STREAM_COLUMNS} FROM streams WHERE deleted = 0 ORDER BY path").fetchall()
+        return [info.path for info in map(row_to_stream, rows) if not info.is_expired(now)]
 
 
 _CACHE_SIZE = 4096
