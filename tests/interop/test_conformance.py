@@ -1,6 +1,6 @@
 """The official Durable Streams conformance suite (npm ``@durable-streams/server-conformance-tests``,
-pinned in package-lock.json) against a real ``stepstone serve`` process on SQLite, with the reserved
-subscription APIs on: every one of its 338 tests must pass."""
+pinned in package-lock.json) against a real ``stepstone serve`` process on SQLite and on PostgreSQL,
+with the reserved subscription APIs on: every one of its 338 tests must pass on each."""
 
 from __future__ import annotations
 
@@ -18,14 +18,38 @@ from ..support.serve import ROOT
 SUITE = ROOT / "node_modules" / "@durable-streams" / "server-conformance-tests"
 
 
+class PostgresStreamServer(StreamServer):
+    """The same server on a PostgreSQL store (its own schema in this session's database)."""
+
+    def __init__(self, db: Path, url: str) -> None:
+        super().__init__(db, long_poll_timeout=0.5)
+        self.pg_url = url
+
+    @property
+    def store(self) -> str:
+        return self.pg_url
+
+
+def _server(store: str, tmp_path: Path) -> StreamServer:
+    if store == "sqlite":
+        return StreamServer(tmp_path / "conformance.db", long_poll_timeout=0.5)
+    from ..postgres import db as pgdb
+
+    reason = pgdb.unavailable()
+    if reason:
+        pytest.skip(reason)
+    return PostgresStreamServer(tmp_path / "conformance.db", pgdb.store_url())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_the_official_conformance_suite_passes_in_full(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_the_official_conformance_suite_passes_in_full(store: str, tmp_path: Path) -> None:
     if shutil.which("node") is None or not SUITE.exists():
         pytest.fail("the conformance suite needs node and `npm ci` (node_modules/@durable-streams/...)")
     version = re.search(r'"version":\s*"([^"]+)"', (SUITE / "package.json").read_text())
     assert version is not None and version.group(1) == "0.3.6", "the suite version is pinned to 0.3.6"
-    server = StreamServer(tmp_path / "conformance.db", long_poll_timeout=0.5).start()
+    server = _server(store, tmp_path).start()
     try:
         env = {
             **os.environ,
