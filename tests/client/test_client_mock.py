@@ -36,6 +36,10 @@ RUN = {"id": "r1", "jobName": "steps", "status": "running", "lastSeq": 1}
         (error(403, "forbidden", "refused"), stepstone.Unauthorized, "not authorized (403)"),
         (error(413, "payload_too_large", "too big"), stepstone.InvalidInput, "too big"),
         (error(503, "shutting_down", "bye"), stepstone.ServerUnavailable, "unavailable (503)"),
+        # a stopping or starting server, whatever its code: retry (engine_not_started was final)
+        (error(503, "engine_not_started", "stopping"), stepstone.ServerUnavailable, "unavailable (503)"),
+        (error(503, "unavailable", "not ready"), stepstone.ServerUnavailable, "unavailable (503)"),
+        (error(503, "store_error", "disk"), stepstone.ServerUnavailable, "unavailable (503)"),
         (error(404, None), stepstone.ServerError, "is the api_url right?"),
         (error(500, "internal_error", "see its log"), stepstone.ServerError, "HTTP 500"),
         (Response(502, {}, b"<html>bad gateway</html>"), stepstone.ServerUnavailable, "bad gateway"),
@@ -184,3 +188,31 @@ async def test_subscribe_runs_resumes_from_the_last_version() -> None:
             break
     assert seen == [5, 6, 7]
     assert "last-event-id" not in headers[0] and headers[1]["last-event-id"] == "6"
+
+
+async def test_subscribe_and_wait_ride_out_a_server_that_answers_503_while_it_restarts() -> None:
+    # The server stops mid-run (its stream ends, then every request gets a 503 with an
+    # engine_not_started code, as a stopping server used to answer), then comes back.
+    calls = {"run": 0, "subscribe": 0}
+
+    def handler(request: Request) -> Response | MockStream:
+        down = 1 <= calls["subscribe"] <= 3
+        if "/subscribe" in request.url:
+            calls["subscribe"] += 1
+            if calls["subscribe"] == 1:
+                return MockStream(chunks=[frame(0, "run:trigger"), frame(1, "run:start")])
+            if down:
+                return error(503, "engine_not_started", "the engine is not started")
+            return MockStream(chunks=[frame(2, "step:complete"), frame(3, "run:complete")])
+        calls["run"] += 1
+        if down and calls["run"] > 1:
+            return error(503, "engine_not_started", "the engine is not started")
+        done = calls["subscribe"] > 3
+        run = {**RUN, "status": "completed" if done else "running", "lastSeq": 3 if done else -1}
+        return Response(200, {}, json.dumps(run).encode())
+
+    client = Client("http://test/api", transport=MockTransport(handler), reconnect_timeout=30, max_backoff=0.01)
+    events = [e async for e in client.subscribe("r1")]
+    assert [e.seq for e in events] == [0, 1, 2, 3]
+    calls.update(run=0, subscribe=0)
+    assert (await client.wait("r1", timeout=30)).status == "completed"

@@ -80,6 +80,9 @@ def test_trigger_without_input_passes_null(api_server: Server) -> None:
         (b'{"jobName": "steps", "input": {"steps": "many"}}', "invalid_input", 422),
         (b'{"jobName": "steps", "input": {"bogus": 1}}', "invalid_input", 422),
         (b'{"jobName": "steps", "input": [1]}', "invalid_input", 422),
+        # nested deeper than any parser on the way takes (today's 500: a RecursionError)
+        (b'{"jobName": "echo", "input": ' + b"[" * 2000 + b"]" * 2000 + b"}", "bad_request", 400),
+        (b'{"jobName": "echo", "input": ' + b"[" * 100 + b"]" * 100 + b"}", "bad_request", 400),
     ],
 )
 def test_trigger_rejects_bad_requests_and_stores_nothing(
@@ -87,14 +90,43 @@ def test_trigger_rejects_bad_requests_and_stores_nothing(
 ) -> None:
     before = runs_total(api_server)
     response = post(api_server, "/trigger", content=content, headers={"content-type": "application/json"})
-    assert_error(response, status, code)
+    error = assert_error(response, status, code)
     assert runs_total(api_server) == before
+    assert str(api_server.db.parent) not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "content"),
+    [
+        ("idempotencyKey", b'{"jobName": "echo", "idempotencyKey": "\\ud800"}'),
+        ("concurrencyKey", b'{"jobName": "echo", "concurrencyKey": "a\\udc00"}'),
+        ("labels", b'{"jobName": "echo", "labels": {"team": "\\ud800"}}'),
+        ("labels", b'{"jobName": "echo", "labels": {"\\udfff": "x"}}'),
+        ("jobName", b'{"jobName": "\\ud800"}'),
+        ("input", b'{"jobName": "echo", "input": {"deep": [{"k": "\\ud800"}]}}'),
+    ],
+)
+def test_a_lone_surrogate_is_a_422_naming_its_field(api_server: Server, field: str, content: bytes) -> None:
+    # A valid JSON escape, but not a character: no UTF-8 text (and no store) can hold it (today's 500).
+    before = runs_total(api_server)
+    response = post(api_server, "/trigger", content=content, headers={"content-type": "application/json"})
+    assert f"'{field}'" in assert_error(response, 422, "invalid_input")["message"]
+    assert runs_total(api_server) == before
+
+
+def test_a_body_nested_just_within_the_limit_is_accepted(api_server: Server) -> None:
+    depth = 99  # the body object is level 1: input may nest 99 levels
+    content = b'{"jobName": "echo", "input": ' + b"[" * depth + b"]" * depth + b"}"
+    response = post(api_server, "/trigger", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert wait_status(api_server, response.json()["runId"], {"completed"})["input"] is not None
 
 
 def test_trigger_body_over_max_body_is_413_by_content_length(api_server: Server) -> None:
     before = runs_total(api_server)
     payload = b'{"jobName": "echo", "input": "' + b"x" * 5000 + b'"}'
-    assert_error(post(api_server, "/trigger", content=payload), 413, "payload_too_large")
+    response = post(api_server, "/trigger", content=payload, headers={"content-type": "application/json"})
+    assert_error(response, 413, "payload_too_large")
     assert runs_total(api_server) == before
 
 
@@ -107,10 +139,35 @@ def test_trigger_body_over_max_body_is_413_when_streamed_without_length(api_serv
             yield b"y" * 1000
         yield b'"}'
 
-    response = post(api_server, "/trigger", content=chunks())
+    response = post(api_server, "/trigger", content=chunks(), headers={"content-type": "application/json"})
     assert "content-length" not in response.request.headers
     assert_error(response, 413, "payload_too_large")
     assert runs_total(api_server) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"content-type": "text/plain"},  # what a cross-site page may send without a preflight
+        {"content-type": "application/x-www-form-urlencoded"},
+        {"content-type": "multipart/form-data; boundary=x"},
+        {},
+        {"content-type": "application/jsonp"},
+    ],
+)
+def test_trigger_needs_application_json_so_a_cross_site_page_must_preflight(
+    api_server: Server, headers: dict[str, str]
+) -> None:
+    before = runs_total(api_server)
+    response = post(api_server, "/trigger", content=b'{"jobName": "echo"}', headers=headers)
+    assert_error(response, 415, "unsupported_media_type")  # was 201: a run created by a simple request
+    assert runs_total(api_server) == before
+
+
+def test_trigger_takes_application_json_with_parameters(api_server: Server) -> None:
+    response = post(api_server, "/trigger", content=b'{"jobName": "echo"}',
+                    headers={"content-type": "Application/JSON; charset=utf-8"})
+    assert response.status_code == 201, response.text
 
 
 def test_runs_lists_filters_and_pages(api_server: Server) -> None:
@@ -207,7 +264,8 @@ def test_openapi_document_describes_every_endpoint(api_server: Server) -> None:
     doc = get(api_server, "/openapi.json").json()
     assert doc["openapi"] == "3.1.0" and doc["servers"] == [{"url": "/api"}]
     assert set(doc["paths"]) == {"/jobs", "/trigger", "/runs", "/run", "/steps", "/subscribe", "/runs/subscribe",
-                                 "/retry", "/cancel", "/openapi.json"}
+                                 "/retry", "/cancel", "/event", "/schedules", "/schedules/pause",
+                                 "/schedules/resume", "/openapi.json"}
     assert set(doc["paths"]["/run"]) == {"get", "delete"}
     assert {"Run", "Event", "Step", "RunChange", "Error"} <= set(doc["components"]["schemas"])
 

@@ -162,3 +162,27 @@ def test_serve_port_in_use_is_an_error(server: Server, tmp_path: Path) -> None:
     result = cli("serve", "--store", f"sqlite:///{tmp_path}/x.db", "--jobs", TEST_JOBS, "--port", str(server.port))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "address already in use" in result.stderr.lower() or "errno 98" in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ('{"steps": "abc"}', "steps must be a whole number from 1 to 1000, not 'abc'"),
+        ('{"steps": 2.5}', "steps must be a whole number from 1 to 1000, not 2.5"),
+        ('{"delay": -1}', "delay must be a number of seconds from 0 to 60, not -1"),
+        ('{"stepz": 3}', "unknown field 'stepz'; expected steps, delay"),
+        ("[1]", 'expected an object like {"steps": 10, "delay": 1}, not [1]'),
+    ],
+)
+def test_demo_input_errors_are_plain_words_not_class_names(tmp_path: Path, payload: str, message: str) -> None:
+    store = ["--store", f"sqlite:///{tmp_path}/demo.db", "--jobs", "stepstone.demo"]
+    result = cli("trigger", "demo-steps", "--input", payload, *store)
+    assert_one_line_error(result, f"input rejected by job 'demo-steps': {message}")
+    assert "StepsInput" not in result.stderr
+
+
+def test_demo_jobs_take_no_input_as_every_default(tmp_path: Path) -> None:
+    store = ["--store", f"sqlite:///{tmp_path}/demo.db", "--jobs", "stepstone.demo"]
+    result = cli("trigger", "demo-steps", *store)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["run"]["status"] == "pending"

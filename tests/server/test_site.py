@@ -55,6 +55,33 @@ def test_directory_without_slash_redirects(api_server: Server) -> None:
     assert response.status_code == 301 and response.headers["location"] == "/docs/?x=1"
 
 
+@pytest.mark.parametrize(
+    ("target", "location"),
+    [("//docs", "/docs/"), ("///docs", "/docs/"), ("//docs?x=1", "/docs/?x=1"), ("/docs//", None), ("/./docs", None)],
+)
+def test_a_directory_redirect_never_leaves_the_origin(api_server: Server, target: str, location: str | None) -> None:
+    # "//docs/" in a Location is protocol-relative: a browser would go to the host "docs"
+    response = raw_get(api_server, target)
+    status, _, rest = response.partition(b"\r\n")
+    headers = dict(
+        line.decode("latin-1").split(": ", 1) for line in rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b": " in line
+    )
+    if location is None:
+        assert b" 301 " not in status, response[:300]
+    else:
+        assert b" 301 " in status and headers["location"] == location, response[:300]
+
+
+def test_site_errors_are_json_like_the_apis(api_server: Server) -> None:
+    for path in ("/missing.js", "/sub/", "/api"):
+        missing = httpx.get(api_server.url + path)
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
+        assert missing.json()["error"]["code"] == "not_found" and missing.json()["error"]["message"]
+    refused = httpx.post(api_server.url + "/main.js")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+    assert refused.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_no_directory_listing_and_missing_files_are_404(api_server: Server) -> None:
     assert httpx.get(api_server.url + "/sub/").status_code == 404
     assert httpx.get(api_server.url + "/sub").status_code == 404

@@ -8,8 +8,9 @@
             print(event.seq, event.type)
 
 The transport is stepstone's one HTTP seam (shared with ``stepstone.streams``), chosen by platform
-(fetch in Pyodide, httpx on CPython, which needs ``pip install stepstone[client]``) unless one is
-given; :class:`MockTransport` answers from a Python function for tests. This package never imports
+(fetch and EventSource in Pyodide, httpx on CPython, which needs ``pip install stepstone[client]``)
+unless one is given; :class:`MockTransport` answers from a Python function for tests
+(``stepstone._http.MockEventSourceTransport`` also plays the browser's EventSource). This package never imports
 httpx, js or pyodide until a transport is made.
 """
 

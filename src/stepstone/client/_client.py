@@ -7,21 +7,25 @@
 
 One implementation of the logic: URLs, JSON, error mapping, SSE parsing (:mod:`stepstone._sse`),
 reconnects with ``Last-Event-ID``. The I/O is a :class:`~stepstone.client.Transport`, picked by
-platform when none is given (fetch in Pyodide, httpx in CPython). Stdlib + asyncio only; must never
-import httpx, js or pyodide at module level.
+platform when none is given (fetch and EventSource in Pyodide, httpx in CPython). Stdlib + asyncio
+only; must never import httpx, js or pyodide at module level.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from .._errors import RunNotFound, ServerUnavailable, WaitTimeout
-from .._http import StreamResponse, Transport, default_transport
-from .._models import Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
+from .._http import EventSourceStream, EventSourceTransport, Response, StreamResponse, Transport, default_transport
+from .._models import EVENT_TYPES, Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
+from .._schedules import Schedule
 from .._sse import SSEMessage, SSEParser
 from ._wire import (
     JobInfo,
@@ -35,6 +39,8 @@ from ._wire import (
 )
 
 __all__ = ["Client"]
+
+log = logging.getLogger("stepstone.client")
 
 
 class _Backoff:
@@ -50,6 +56,12 @@ class _Backoff:
     def alive(self) -> None:
         """The server sent something (a keep-alive will do): the give-up clock starts over."""
         self.failing_since = None
+
+    def lost(self) -> None:
+        """The connection dropped and is being re-established elsewhere (a native EventSource):
+        the give-up clock starts, unless it is already running."""
+        if self.failing_since is None:
+            self.failing_since = asyncio.get_running_loop().time()
 
     def progressed(self) -> None:
         self.failing_since = None
@@ -79,7 +91,8 @@ class Client:
     how long a live stream keeps trying to reach a server that is gone before raising
     :class:`~stepstone.ServerUnavailable`; ``idle_timeout``, how long a stream may stay silent (the
     server sends keep-alives) before it is treated as dropped; ``max_backoff``, the longest pause
-    between reconnects.
+    between reconnects. ``event_source=False`` keeps live streams on the streaming GET even where the
+    browser's ``EventSource`` could carry them (see :meth:`uses_event_source`).
     """
 
     def __init__(
@@ -92,6 +105,7 @@ class Client:
         reconnect_timeout: float = 15.0,
         idle_timeout: float = 60.0,
         max_backoff: float = 2.0,
+        event_source: bool = True,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
@@ -100,6 +114,9 @@ class Client:
         self.reconnect_timeout = reconnect_timeout
         self.idle_timeout = idle_timeout
         self.max_backoff = max_backoff
+        self.event_source = event_source
+        self.schedules = ClientSchedules(self)
+        """Cron schedules on the server, with ``engine.schedules``'s method names."""
 
     def __repr__(self) -> str:
         return f"Client({self.api_url!r})"
@@ -155,8 +172,10 @@ class Client:
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
         labels: Mapping[str, str] | None = None,
+        version: str | None = None,
     ) -> TriggerResult:
-        """Create a run (``POST /trigger``); ``created=False`` when the idempotency key matched."""
+        """Create a run (``POST /trigger``) of the job's newest version (or ``version``);
+        ``created=False`` when the idempotency key matched."""
         name = getattr(job_name, "name", job_name)
         body: dict[str, Any] = {"jobName": name, "input": input}
         if idempotency_key is not None:
@@ -165,6 +184,8 @@ class Client:
             body["concurrencyKey"] = concurrency_key
         if labels is not None:
             body["labels"] = dict(labels)
+        if version is not None:
+            body["version"] = version
         data = await self._call("POST", "trigger", body=body)
         result = trigger_result_from_json(data)
         if result is None:  # the server sent only the id: fetch the run
@@ -196,10 +217,12 @@ class Client:
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> RunList:
-        """A page of runs, newest first; ``.total`` counts every match."""
+        """A page of runs, newest first; ``.total`` counts every match; ``parent_id``: the child
+        runs of that run."""
         statuses = page_filter(status, limit, offset)
-        params: dict[str, Any] = {"jobName": job_name, "limit": limit, "offset": offset}
+        params: dict[str, Any] = {"jobName": job_name, "limit": limit, "offset": offset, "parentId": parent_id}
         if statuses:
             params["status"] = ",".join(statuses)
         for key, value in (labels or {}).items():
@@ -217,8 +240,14 @@ class Client:
         return run_from_json(await self._call("POST", "retry", {"runId": run_id}))
 
     async def cancel(self, run_id: str) -> Run:
-        """Cancel a pending or running run."""
+        """Cancel a run: a pending one at once; in a running or suspended one ``RunCancelled`` is
+        raised inside the job (which may clean up), then it ends ``cancelled``."""
         return run_from_json(await self._call("POST", "cancel", {"runId": run_id}))
+
+    async def send_event(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send event ``name`` with ``data`` to a run (``POST /event``): its next
+        ``step.wait_for_event(name)`` takes it. RunNotFound, InvalidRunState (finished), InvalidInput."""
+        await self._call("POST", "event", body={"runId": run_id, "name": name, "data": data})
 
     async def delete_run(self, run_id: str) -> None:
         """Delete a run with its steps and events."""
@@ -231,22 +260,57 @@ class Client:
         return [JobInfo(item) for item in items]
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Run:
-        """Wait until the run is completed, failed or cancelled; raises WaitTimeout after ``timeout``."""
+        """Wait until the run is completed, failed or cancelled; raises WaitTimeout after ``timeout``.
+
+        Rides out a server that restarts meanwhile, as :meth:`subscribe` does: ServerUnavailable
+        only once the server stayed out of reach for ``reconnect_timeout`` seconds."""
+        backoff = self._backoff()
         try:
             async with asyncio.timeout(timeout):
-                run = await self._existing(run_id)
+                run = await self._existing_retrying(run_id, backoff)
                 while not run.is_terminal:
-                    async for event in self.subscribe(run_id, from_seq=run.last_seq + 1):
-                        if event.is_terminal:
-                            break
-                    run = await self._existing(run_id)
+                    async with contextlib.aclosing(self.subscribe(run_id, from_seq=run.last_seq + 1)) as events:
+                        async for event in events:
+                            if event.is_terminal:
+                                break
+                    run = await self._existing_retrying(run_id, backoff)
                 return run
         except TimeoutError:
             raise WaitTimeout(f"run {run_id!r} is still not finished after {timeout} s") from None
 
+    async def _existing_retrying(self, run_id: str, backoff: _Backoff) -> Run:
+        while True:
+            try:
+                run = await self._existing(run_id)
+            except ServerUnavailable as exc:
+                await backoff.wait(exc)
+                continue
+            backoff.progressed()
+            return run
+
     # -- live streams --------------------------------------------------------------------------
-    async def _open(self, path: str, params: Mapping[str, Any], last_id: str | None) -> StreamResponse:
+    def uses_event_source(self) -> bool:
+        """Whether live streams go through the platform's native SSE client (the browser's
+        ``EventSource``): when the transport has one, ``event_source`` is on and there are no
+        ``headers`` to send (an EventSource cannot send any: a bearer token needs the streaming fetch)."""
+        return self.event_source and not self.headers and isinstance(self.transport, EventSourceTransport)
+
+    async def _open(
+        self, path: str, params: Mapping[str, Any], last_id: str | None, event_types: Sequence[str] | None = None
+    ) -> _Connection:
+        """Open a live stream: with ``event_types``, a native EventSource listening for them; else a
+        streaming GET. An error answer raises the exception it maps to."""
         url = self.url(path, params)
+        if event_types is not None:
+            assert isinstance(self.transport, EventSourceTransport)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    opened = await self.transport.event_source(url, event_types, self.timeout)
+            except TimeoutError:
+                raise ServerUnavailable(f"GET {url}: no answer within {self.timeout} s") from None
+            if isinstance(opened, Response):
+                raise error_from_response(opened.status, opened.body, "GET", url)
+            return _NativeConnection(url, opened, self.idle_timeout)
         headers = {"accept": "text/event-stream", "cache-control": "no-cache", **self.headers}
         if last_id is not None:
             headers["last-event-id"] = last_id
@@ -256,7 +320,7 @@ class Client:
         except TimeoutError:
             raise ServerUnavailable(f"GET {url}: no answer within {self.timeout} s") from None
         if response.status == 200:
-            return response
+            return _FetchConnection(response, self.idle_timeout)
         body = bytearray()
         try:
             async with asyncio.timeout(self.timeout):
@@ -270,44 +334,32 @@ class Client:
             await response.aclose()
         raise error_from_response(response.status, bytes(body), "GET", url)
 
-    async def _messages(
-        self, response: StreamResponse, parser: SSEParser, backoff: _Backoff
-    ) -> AsyncIterator[SSEMessage]:
-        """The messages of one open stream; a silence longer than ``idle_timeout`` counts as a drop."""
-        chunks = response.__aiter__()
-        while True:
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise ServerUnavailable(f"the event stream was silent for {self.idle_timeout} s") from None
-            backoff.alive()
-            for message in parser.feed(chunk):
-                if message.retry is not None:
-                    backoff.hint = message.retry / 1000
-                yield message
-
     def _backoff(self) -> _Backoff:
         return _Backoff(0.05, self.max_backoff, self.reconnect_timeout)
 
-    async def subscribe(self, run_id: str, from_seq: int = 0) -> AsyncIterator[Event]:
+    async def subscribe(self, run_id: str, from_seq: int = 0) -> AsyncGenerator[Event, None]:
         """Every event of the run from ``from_seq`` on, then live ones, ending after the terminal
         event. A dropped connection is resumed with ``Last-Event-ID``: no gap, no duplicate.
 
-        Raises RunNotFound for an unknown run (a run deleted while you follow it just ends the
-        stream), Unauthorized, or ServerUnavailable once the server stayed out of reach for
-        ``reconnect_timeout`` seconds.
+        In a browser with no ``headers`` set this rides the page's ``EventSource`` (which resumes by
+        itself); otherwise a streaming GET. Raises RunNotFound for an unknown run (a run deleted
+        while you follow it just ends the stream), Unauthorized, or ServerUnavailable once the
+        server stayed out of reach for ``reconnect_timeout`` seconds.
         """
         next_seq = max(from_seq, 0)
         backoff = self._backoff()
         connected_once = False
         last_terminal = False  # the last event received, on any connection, was a terminal one
+        native = self.uses_event_source()
+
+        def ended() -> bool:  # the server ends a run's stream right after its final event
+            return last_terminal
+
         while True:
             params = {"runId": run_id, "from": next_seq}
+            last_id = str(next_seq - 1) if next_seq > 0 else None
             try:
-                response = await self._open("subscribe", params, str(next_seq - 1) if next_seq > 0 else None)
+                connection = await self._open("subscribe", params, last_id, EVENT_TYPES if native else None)
             except RunNotFound:
                 if connected_once:
                     return
@@ -317,7 +369,7 @@ class Client:
                 continue
             connected_once = True
             try:
-                async for message in self._messages(response, SSEParser(), backoff):
+                async for message in connection.messages(backoff, ended):
                     event = event_from_message(run_id, message)
                     if event is None or event.seq < next_seq:
                         continue
@@ -328,6 +380,11 @@ class Client:
                     backoff.progressed()
                     yield event
             except (ServerUnavailable, _Gap) as exc:
+                if isinstance(exc, _Gap) and native:
+                    # An EventSource hears only the event types it listens for: a newer server's
+                    # new type leaves a hole. The streaming GET sees every event.
+                    native = False
+                    log.info("stepstone: run %r: an event the EventSource does not know; using fetch", run_id)
                 await backoff.wait(
                     exc
                     if isinstance(exc, ServerUnavailable)
@@ -335,9 +392,10 @@ class Client:
                 )
                 continue
             finally:
-                await response.aclose()
+                await connection.aclose()
             # The server ends a run's stream after its final terminal event (a retried run goes on
-            # past earlier ones). Ended otherwise (a restart, a proxy): see whether more can come.
+            # past earlier ones). Ended otherwise (a restart, a proxy, an EventSource refused on
+            # reconnecting): see whether more can come.
             if last_terminal:
                 return
             try:
@@ -351,7 +409,7 @@ class Client:
 
     async def subscribe_runs(
         self, from_version: int | None = None, job_name: str | None = None
-    ) -> AsyncIterator[RunChange]:
+    ) -> AsyncGenerator[RunChange, None]:
         """Tail run-level changes (created, status, progress, deleted), forever, resuming after drops.
 
         Pass the last ``version`` seen as ``from_version`` to resume with no gap; ``None`` starts
@@ -359,16 +417,22 @@ class Client:
         """
         version = from_version
         backoff = self._backoff()
+        native = self.uses_event_source()
+        if native and version is None:
+            # The feed says where "now" is in an id-only frame, which an EventSource keeps to itself:
+            # read the position first, so a stream that must be reopened resumes from there.
+            with contextlib.suppress(ServerUnavailable):
+                version = (await self.get_runs(job_name, limit=0)).version
         while True:
             params = {"from": version, "jobName": job_name}
+            last_id = None if version is None else str(version)
             try:
-                response = await self._open("runs/subscribe", params, None if version is None else str(version))
+                connection = await self._open("runs/subscribe", params, last_id, ("run:change",) if native else None)
             except ServerUnavailable as exc:
                 await backoff.wait(exc)
                 continue
-            parser = SSEParser()
             try:
-                async for message in self._messages(response, parser, backoff):
+                async for message in connection.messages(backoff):
                     change = _change_from_message(message)
                     if change is None or (version is not None and change.version <= version):
                         continue
@@ -379,11 +443,120 @@ class Client:
                 await backoff.wait(exc)
                 continue
             finally:
-                await response.aclose()
+                await connection.aclose()
                 # An id sent with no data (the feed's position on connect) still moves us on.
-                if version is None and parser.last_event_id and parser.last_event_id.isdigit():
-                    version = int(parser.last_event_id)
+                last_event_id = connection.last_event_id
+                if version is None and last_event_id and last_event_id.isdigit():
+                    version = int(last_event_id)
             await backoff.wait(ServerUnavailable("the run-changes stream keeps ending"))
+
+
+def _never() -> bool:
+    return False
+
+
+class _Connection(Protocol):
+    """One live stream as the client reads it, whichever way it is carried."""
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last event id the stream carried (an id-only frame too, where it can see one)."""
+        ...
+
+    def messages(self, backoff: _Backoff, ended: Callable[[], bool] = ...) -> AsyncIterator[SSEMessage]:
+        """The stream's messages; ``ended()`` says whether the server would end it here (a run's
+        stream after its final event), so that a drop at that point is its end."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class _FetchConnection:
+    """A streaming GET, parsed here; it ends when the response does, and a silence longer than
+    ``idle_timeout`` (the server's keep-alives stopped) counts as a drop."""
+
+    def __init__(self, response: StreamResponse, idle_timeout: float) -> None:
+        self._response = response
+        self._idle_timeout = idle_timeout
+        self._parser = SSEParser()
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._parser.last_event_id
+
+    async def messages(self, backoff: _Backoff, ended: Callable[[], bool] = _never) -> AsyncIterator[SSEMessage]:
+        chunks = self._response.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(self._idle_timeout):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ServerUnavailable(f"the event stream was silent for {self._idle_timeout} s") from None
+            backoff.alive()
+            for message in self._parser.feed(chunk):
+                if message.retry is not None:
+                    backoff.hint = message.retry / 1000
+                yield message
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _NativeConnection:
+    """A native EventSource: it parses the stream and, when the connection drops, reconnects by
+    itself with ``Last-Event-ID`` (reported as ``"lost"``, then ``"open"``). While it is lost the
+    client's give-up clock runs as for its own reconnects: after ``reconnect_timeout`` seconds
+    without the server, ServerUnavailable. It ends when the EventSource is refused on reconnecting
+    (the client reopens it and so learns the answer: 503, 404, 401). Keep-alives are invisible to
+    it, so a stream silent for ``idle_timeout`` counts as a drop and is reopened."""
+
+    def __init__(self, url: str, source: EventSourceStream, idle_timeout: float) -> None:
+        self.url = url
+        self._source = source
+        self._idle_timeout = idle_timeout
+        self._last_event_id: str | None = None
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._last_event_id
+
+    async def messages(self, backoff: _Backoff, ended: Callable[[], bool] = _never) -> AsyncIterator[SSEMessage]:
+        items = self._source.__aiter__()
+        loop = asyncio.get_running_loop()
+        lost_since: float | None = None
+        while True:
+            # while lost, what is left of the give-up budget; else the idle bound
+            limit = self._idle_timeout if lost_since is None else max(0.0, lost_since + backoff.budget - loop.time())
+            try:
+                async with asyncio.timeout(limit):
+                    item = await items.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if lost_since is None:
+                    raise ServerUnavailable(f"the event stream was silent for {self._idle_timeout} s") from None
+                raise ServerUnavailable(
+                    f"cannot reach the stepstone server at {self.url}: its event stream dropped and "
+                    f"did not come back within {backoff.budget:g} s"
+                ) from None
+            if item == "lost":
+                if ended():
+                    return  # the server closed the stream where it ends it: the EventSource must not go on
+                if lost_since is None:
+                    lost_since = loop.time()
+                    backoff.lost()
+                continue
+            lost_since = None
+            backoff.alive()
+            if isinstance(item, SSEMessage):
+                if item.id is not None:
+                    self._last_event_id = item.id
+                yield item
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
 
 
 def _change_from_message(message: SSEMessage) -> RunChange | None:
@@ -394,3 +567,42 @@ def _change_from_message(message: SSEMessage) -> RunChange | None:
     if not isinstance(data, Mapping) or "version" not in data:
         return None
     return run_change_from_json(data)
+
+
+class ClientSchedules:
+    """``client.schedules``: the server's cron schedules (``/schedules``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        name: str,
+        job: str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        input: Any = None,
+        missed: str = "skip",
+        catch_up: int = 1,
+        version: str | None = None,
+    ) -> Schedule:
+        body = {"name": name, "job": job, "cron": cron, "timezone": timezone, "input": input, "missed": missed,
+                "catchUp": catch_up, "version": version}  # fmt: skip
+        return Schedule.from_json(await self._client._call("POST", "schedules", body=body))
+
+    async def list(self) -> builtins.list[Schedule]:
+        data = await self._client._call("GET", "schedules")
+        return [Schedule.from_json(item) for item in data.get("schedules", [])]
+
+    async def get(self, name: str) -> Schedule | None:
+        return next((s for s in await self.list() if s.name == name), None)
+
+    async def pause(self, name: str) -> Schedule:
+        return Schedule.from_json(await self._client._call("POST", "schedules/pause", {"name": name}))
+
+    async def resume(self, name: str) -> Schedule:
+        return Schedule.from_json(await self._client._call("POST", "schedules/resume", {"name": name}))
+
+    async def delete(self, name: str) -> None:
+        await self._client._call("DELETE", "schedules", {"name": name})

@@ -117,6 +117,9 @@ def step_from_json(data: Mapping[str, Any]) -> StepRecord:
         error=data.get("error"),
         started_at=data.get("startedAt", 0.0) or 0.0,
         completed_at=data.get("completedAt", 0.0) or 0.0,
+        attempt=int(data.get("attempt", 1) or 1),
+        run_attempt=int(data.get("runAttempt", 1) or 1),
+        retry_at=data.get("retryAt"),
     )
 
 
@@ -160,7 +163,10 @@ def error_from_response(status: int, body: bytes, method: str, url: str) -> Step
         reason = message or "the server refused the request's credentials"
         refused = Forbidden if status == 403 else Unauthorized
         return refused(f"not authorized ({status}): {reason} [{where}]", status)
-    if cls is ServerUnavailable or (cls is None and status in (502, 503, 504)):
+    # A 502/503/504 always means "try again": a server starting or stopping (``shutting_down``,
+    # ``unavailable``, and ``engine_not_started`` from older servers), a failing store, a proxy
+    # with no backend. Never a final answer, whatever its code says.
+    if cls is ServerUnavailable or status in (502, 503, 504):
         return ServerUnavailable(f"the stepstone server is unavailable ({status}): {message or 'try again'} [{where}]")
     if cls is not None:
         return cls(message or f"{code} [{where}]")

@@ -96,7 +96,8 @@ def create_app(
     ``cors`` is a list of allowed origins (``"*"`` for any); None keeps the API same-origin.
     ``site_dir`` serves a static site at ``/`` beside the API. The Durable Streams protocol is
     served at ``/v1/stream`` (see ``stepstone.server.streams``); ``long_poll_timeout`` is how long
-    its long-polls wait.
+    its long-polls wait. ``max_body`` caps request bodies on both (413 beyond, answered from the
+    declared ``Content-Length`` before any of the body is read).
     """
     if max_body < 0:
         raise ValueError(f"max_body must be >= 0, not {max_body}")
@@ -133,7 +134,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Mount(base, app=api_app, name="stepstone-api"),
     ]
-    streams = streams_mount(engine, long_poll_timeout=long_poll_timeout, authorize=authorize)
+    streams = streams_mount(engine, long_poll_timeout=long_poll_timeout, authorize=authorize, max_body=max_body)
     if streams is not None:
         routes.insert(0, streams)
     routes.append(Mount("", app=SiteFiles(site_dir, base), name="stepstone-site"))

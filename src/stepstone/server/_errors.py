@@ -21,10 +21,25 @@ from .._errors import (
     JobNotFound,
     RunNotFound,
     StepstoneError,
+    StoreError,
     Unauthorized,
 )
 
-__all__ = ["BadRequest", "Forbidden", "HTTPError", "Unauthorized", "error_body", "error_response", "response_for"]
+__all__ = [
+    "RETRY_AFTER",
+    "BadRequest",
+    "Forbidden",
+    "HTTPError",
+    "Unauthorized",
+    "error_body",
+    "error_response",
+    "response_for",
+    "shutting_down",
+    "unavailable",
+]
+
+#: Seconds a client is told to wait before trying a server that is starting or stopping again.
+RETRY_AFTER = "1"
 
 log = logging.getLogger("stepstone.server")
 
@@ -33,8 +48,19 @@ _STATUS: dict[type[StepstoneError], int] = {
     RunNotFound: 404,
     InvalidRunState: 409,
     InvalidInput: 422,
-    EngineNotStarted: 503,
 }
+
+
+def shutting_down() -> HTTPError:
+    """503 while the server stops (and after): clients retry, and reach the next server."""
+    return HTTPError(
+        503, "shutting_down", "the server is shutting down; try again shortly", {"Retry-After": RETRY_AFTER}
+    )
+
+
+def unavailable(message: str = "the server is not ready (its engine is not started); try again shortly") -> HTTPError:
+    """503 while the engine is not started (or its store failed): clients retry."""
+    return HTTPError(503, "unavailable", message, {"Retry-After": RETRY_AFTER})
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -51,6 +77,11 @@ def response_for(exc: BaseException) -> JSONResponse:
     logged here and answered with a bare 500."""
     if isinstance(exc, HTTPError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, EngineNotStarted):  # a request that was in flight when the engine stopped
+        return response_for(unavailable())
+    if isinstance(exc, StoreError):  # the detail (a file path, an SQL error) is for the log only
+        log.error("stepstone: the store failed: %s", exc)
+        return response_for(unavailable("the store failed to handle this request; try again shortly"))
     if isinstance(exc, StepstoneError):
         for cls, status in _STATUS.items():
             if isinstance(exc, cls):

@@ -21,6 +21,7 @@ import uvicorn
 
 from .._engine import Engine
 from ._app import create_app
+from ._head_limit import DEFAULT_MAX_HEAD, head_limited_protocol
 from ._routes import Api, Authorize
 
 __all__ = ["serve"]
@@ -43,16 +44,21 @@ async def serve(
     access_log: bool = False,
     describe: str = "",
     long_poll_timeout: float = 30.0,
+    max_head: int = DEFAULT_MAX_HEAD,
 ) -> None:
-    """Serve ``engine`` until SIGTERM/SIGINT, then stop gracefully (see the module docstring)."""
+    """Serve ``engine`` until SIGTERM/SIGINT, then stop gracefully (see the module docstring).
+
+    ``max_body`` caps request bodies on every endpoint (the jobs API and the Durable Streams),
+    ``max_head`` the request line and headers together (431 beyond, the connection closed)."""
     app = create_app(
         engine, base_path=base_path, authorize=authorize, cors=cors, max_body=max_body,
         site_dir=site_dir, keepalive=keepalive, long_poll_timeout=long_poll_timeout,
     )
     api: Api = app.state.stepstone
+    protocol, limits = head_limited_protocol(max_head)
     config = uvicorn.Config(
         app, host=host, port=port, lifespan="on", log_config=None, access_log=access_log,
-        timeout_graceful_shutdown=3, timeout_keep_alive=5,
+        timeout_graceful_shutdown=3, timeout_keep_alive=5, http=protocol, **limits,
     )
     server = _Server(config, engine, api, grace, base_path, describe)
     await engine.init()

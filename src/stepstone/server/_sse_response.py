@@ -7,6 +7,13 @@ the body against ``receive()`` (``http.disconnect``), as Starlette does for olde
 ends first cancels the others, and the frame iterator is closed (its ``finally`` blocks run) before
 the response returns.
 
+A gone client is never trusted to make itself known through a failed write: uvicorn drops writes to a
+closed connection without a word, so a pump that only stopped on a write error would go on feeding
+nobody for as long as its source yields. The pump stops at its next chunk once the client is gone,
+and the response cancels it again and again until it has really finished, so even a source that
+swallows one cancellation (as ``asyncio.wait_for`` could on Python 3.11) cannot outlive its client.
+:attr:`StreamRegistry.pumps` counts the pumps still running, for leak checks.
+
 Written on plain asyncio tasks and methods rather than a task group of closures: a stream that ends
 leaves no reference cycle behind, so its memory goes back at once instead of waiting for a full GC
 pass over every other open stream (which is what made delivery to 1,000 subscribers stall).
@@ -20,7 +27,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -46,11 +54,23 @@ class StreamRegistry:
 
     def __init__(self) -> None:
         self._streams: set[EventStreamResponse] = set()
+        self._pumps: set[asyncio.Task[None]] = set()
         self.closed = False
 
     @property
     def open(self) -> int:
+        """How many SSE responses are in progress."""
         return len(self._streams)
+
+    @property
+    def pumps(self) -> int:
+        """How many frame pumps (the tasks that read a feed and write it out) are still running:
+        zero once every client has gone, or something leaks."""
+        return len(self._pumps)
+
+    def track(self, pump: asyncio.Task[None]) -> None:
+        self._pumps.add(pump)
+        pump.add_done_callback(self._pumps.discard)
 
     def add(self, stream: EventStreamResponse) -> None:
         self._streams.add(stream)
@@ -82,6 +102,7 @@ class EventStreamResponse:
         self.registry = registry
         self.headers = {**SSE_HEADERS, **(headers or {})}
         self._gone = False
+        self._ended = False  # the response is finishing: the pump must not write again
         self._last_write = 0.0
         self._stopped: asyncio.Event | None = None
 
@@ -94,8 +115,10 @@ class EventStreamResponse:
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         self._stopped = asyncio.Event()
         self._last_write = time.monotonic()
+        pump = asyncio.ensure_future(self._pump(send))
+        self.registry.track(pump)
         tasks = [
-            asyncio.ensure_future(self._pump(send)),
+            pump,
             asyncio.ensure_future(self._watch_client(receive)),
             asyncio.ensure_future(self._stopped.wait()),
         ]
@@ -108,10 +131,8 @@ class EventStreamResponse:
         except OSError:
             self._gone = True
         finally:
-            for task in tasks:
-                task.cancel()
-            # wait for them: the frame iterator's cleanup (aclose) has run when we return
-            await asyncio.wait(tasks)
+            self._ended = True
+            await _cancel_until_done(tasks)  # the frame iterator's cleanup (aclose) has run when we return
             for task in tasks:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("stepstone: an event stream task failed", exc_info=task.exception())
@@ -124,6 +145,8 @@ class EventStreamResponse:
     # No lock between the pump and the keep-alive: each ``send`` writes one whole message (complete
     # SSE frames), so the two can only interleave between frames, never inside one.
     async def _write(self, send: Send, chunk: bytes) -> bool:
+        if self._gone or self._ended:  # uvicorn would drop it silently: stop instead
+            return False
         self._last_write = time.monotonic()
         try:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -153,3 +176,15 @@ class EventStreamResponse:
         while (await receive())["type"] != "http.disconnect":
             pass
         self._gone = True
+
+
+async def _cancel_until_done(tasks: Sequence[asyncio.Future[Any]], patience: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait until all have finished, cancelling the stragglers again every
+    ``patience`` seconds: one cancellation can be lost (a callee that catches it, or
+    ``asyncio.wait_for`` on Python 3.11 when the awaited thing completes in the same tick), and a
+    pump that survived its cancellation would feed a gone client forever."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience)

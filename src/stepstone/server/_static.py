@@ -1,22 +1,46 @@
 """The static site beside the API (one origin for pages and API): files from ``site_dir``, with
 the MIME types Pyodide needs, no directory listings, no way out of the directory, and a small
-landing page at ``/`` when the site has no ``index.html`` yet.
+landing page at ``/`` when the site has no ``index.html`` yet. Errors are JSON, as the API's are,
+and a redirect never leaves the origin.
+
+Caching (what ``tools/site.py`` builds the site for):
+
+* a file under a *versioned* directory, one whose name holds ``@`` (``/vendor/pyodide@314.0.7-1a2b3c4d/``),
+  is served ``Cache-Control: public, max-age=31536000, immutable``: its content never changes under
+  that name, so a return visit asks for nothing;
+* a *content-addressed* URL, ``/DIR/~HASH/NAME`` (``HASH``: 8 to 64 hex digits of the file's
+  sha256), serves ``/DIR/NAME``: immutable when ``HASH`` matches the file as it is now, and
+  ``no-cache`` when it does not (the file changed since the page naming it was built: it still works,
+  only uncached). The name stays the file's own, so ``/wheels/~HASH/pkg-1.0-py3-none-any.whl`` is
+  still a wheel to Pyodide and PyScript;
+* everything else (the pages, their scripts, the configs) is ``no-cache`` with an ``ETag``: always
+  revalidated, a ``304`` when unchanged.
 
 Server-only (imports starlette).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import mimetypes
 import os
+import re
 import stat
 from email.utils import formatdate
 
-from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["MEDIA_TYPES", "SiteFiles", "landing_page"]
+from ._errors import error_response
+
+__all__ = ["IMMUTABLE", "MEDIA_TYPES", "REVALIDATE", "SiteFiles", "landing_page"]
+
+#: Cache-Control of versioned and content-addressed files, and of everything else.
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+_CONTENT_HASH = re.compile(r"~([0-9a-f]{8,64})")
 
 #: Explicit types: the system's mimetypes table may lack .wasm/.mjs, and Pyodide refuses to
 #: compile WebAssembly served with any type but application/wasm.
@@ -87,12 +111,40 @@ class SiteFiles:
         self.root = os.path.realpath(directory) if directory is not None else None
         self.api_path = api_path
         self._landing: dict[str, str] = {}  # by mount prefix: the page links to where the API is
+        self._digests: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> (stat key, sha256)
+
+    def _digest(self, full: str, info: os.stat_result) -> str:
+        """The file's sha256 (hex), computed once per version of the file."""
+        key = (info.st_ino, info.st_size, info.st_mtime_ns)
+        known = self._digests.get(full)
+        if known is not None and known[0] == key:
+            return known[1]
+        digest = hashlib.sha256()
+        with open(full, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        self._digests[full] = (key, digest.hexdigest())
+        return digest.hexdigest()
+
+    def _cache_control(self, path: str, full: str, info: os.stat_result) -> str:
+        """How long a browser may keep the file at URL ``path`` (see the module docstring)."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and (match := _CONTENT_HASH.fullmatch(parts[-2])):
+            return IMMUTABLE if self._digest(full, info).startswith(match.group(1)) else REVALIDATE
+        root = self.root or ""
+        relative = os.path.relpath(os.path.dirname(full), root) if root else ""
+        if any("@" in part for part in relative.split(os.sep)):
+            return IMMUTABLE
+        return REVALIDATE
 
     def _resolve(self, path: str) -> str | None:
-        """The file to serve for a URL path, or None. Refuses ``..``, NUL and symlinks out of root."""
+        """The file to serve for a URL path, or None. Refuses ``..``, NUL and symlinks out of root;
+        a ``~HASH`` segment before the file name is dropped (a content-addressed URL)."""
         if self.root is None:
             return None
         parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and _CONTENT_HASH.fullmatch(parts[-2]):
+            del parts[-2]
         if any(p in ("..", ".") or "\0" in p or "\\" in p for p in parts):
             return None
         full = os.path.realpath(os.path.join(self.root, *parts))
@@ -115,13 +167,18 @@ class SiteFiles:
             return
         response: Response
         if scope["method"] not in ("GET", "HEAD"):
-            response = PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "GET, HEAD"})
+            response = error_response(
+                405, "method_not_allowed", f"{scope['method']} is not allowed here", {"Allow": "GET, HEAD"}
+            )
             await response(scope, receive, send)
             return
         path = _route_path(scope)
         if self._needs_slash(path):
+            # Rebuilt from the path's segments: "//docs" must not become "//docs/", which a browser
+            # reads as a link to the host "docs" (an open redirect).
             query = scope.get("query_string", b"").decode("latin-1")
-            location = scope.get("root_path", "") + path + "/" + (f"?{query}" if query else "")
+            segments = "/".join(part for part in path.split("/") if part)
+            location = scope.get("root_path", "").rstrip("/") + "/" + segments + "/" + (f"?{query}" if query else "")
             await Response(status_code=301, headers={"Location": location})(scope, receive, send)
             return
         full = self._resolve(path)
@@ -132,23 +189,28 @@ class SiteFiles:
                     self._landing[prefix] = landing_page(prefix + self.api_path)
                 response = HTMLResponse(self._landing[prefix], headers={"Cache-Control": "no-cache"})
             else:
-                response = PlainTextResponse("Not Found", 404)
+                response = _not_found(scope)
             await response(scope, receive, send)
             return
         info = os.stat(full)
         if not stat.S_ISREG(info.st_mode):
-            await PlainTextResponse("Not Found", 404)(scope, receive, send)
+            await _not_found(scope)(scope, receive, send)
             return
-        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        cache_control = self._cache_control(path, full, info)
+        headers = {"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
         response = FileResponse(full, media_type=media_type(full), stat_result=info, headers=headers)
         etag = response.headers["etag"]
         for value in _request_header(scope, b"if-none-match").split(","):
             if value.strip() in (etag, "*"):
-                headers = {"ETag": etag, "Cache-Control": "no-cache",
+                headers = {"ETag": etag, "Cache-Control": cache_control,
                            "Last-Modified": formatdate(info.st_mtime, usegmt=True)}
                 response = Response(status_code=304, headers=headers)
                 break
         await response(scope, receive, send)
+
+
+def _not_found(scope: Scope) -> Response:
+    return error_response(404, "not_found", f"nothing at {scope['path']}")
 
 
 def _route_path(scope: Scope) -> str:

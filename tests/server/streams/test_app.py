@@ -240,3 +240,49 @@ async def test_a_standalone_app_starts_and_stops_its_engine(tmp_path: Path, stor
         async with await DurableStream.create(f"{root}/x", content_type="text/plain", data="hi") as stream:
             assert (await stream.read()).text() == "hi"
     assert not engine._started
+
+
+async def test_bad_edges_are_clear_4xx_that_leak_no_path_and_store_nothing(tmp_path: Path) -> None:
+    engine = stepstone.create_engine(f"sqlite:///{tmp_path / 'edges.db'}", worker=False)
+    json_type = {"content-type": "application/json"}
+    async with _uvicorn(create_streams_app(engine)) as root, httpx.AsyncClient() as http:
+        assert (await http.put(f"{root}/j", headers=json_type)).status_code == 201
+        # Nested past the JSON parser's recursion limit (today: 503 naming the database file).
+        # A good append committed in the same tick must not go down with it.
+        deep, good = await asyncio.gather(
+            http.post(f"{root}/j", content=b"[" * 2000 + b"]" * 2000, headers=json_type),
+            http.post(f"{root}/j", content=b'{"ok": 1}', headers=json_type),
+        )
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == "invalid_request", deep.text
+        assert str(tmp_path) not in deep.text
+        assert good.status_code == 204, good.text
+        assert (await http.get(f"{root}/j", params={"offset": "-1"})).json() == [{"ok": 1}]
+        nested_ok = await http.post(f"{root}/j", content=b"[" * 300 + b"]" * 300, headers=json_type)
+        assert nested_ok.status_code == 204, nested_ok.text
+        # A TTL too large for any clock (today: 500, an OverflowError in the store)
+        for ttl in ("1" + "0" * 23, "1e23", str(2**63)):
+            refused = await http.put(f"{root}/t", headers={"content-type": "text/plain", "stream-ttl": ttl})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request", ttl
+        assert (await http.head(f"{root}/t")).status_code == 404
+        # An unknown live mode (today: a plain catch-up read, 200)
+        bogus = await http.get(f"{root}/j", params={"offset": "-1", "live": "bogus"})
+        assert bogus.status_code == 400 and bogus.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_failing_store_answers_503_with_a_generic_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = stepstone.create_engine(f"sqlite:///{tmp_path / 'failing.db'}", worker=False)
+    async with _uvicorn(create_streams_app(engine)) as root, httpx.AsyncClient() as http:
+        assert (await http.put(f"{root}/f", headers={"content-type": "text/plain"})).status_code == 201
+
+        async def disk_full(*args: Any) -> Any:
+            raise stepstone.StoreError(f"sqlite append to {str(tmp_path / 'failing.db')!r} failed: disk I/O error")
+
+        monkeypatch.setattr(engine.store, "stream_append", disk_full)
+        with caplog.at_level("ERROR", logger="stepstone.server.streams"):
+            failed = await http.post(f"{root}/f", content=b"x", headers={"content-type": "text/plain"})
+        assert failed.status_code == 503 and failed.headers["retry-after"] == "1"
+        assert failed.json()["error"]["code"] == "store_error"
+        assert str(tmp_path) not in failed.text and "disk I/O" not in failed.text
+        assert "disk I/O error" in caplog.text  # the detail is logged for the operator

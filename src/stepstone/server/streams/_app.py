@@ -17,6 +17,7 @@ Server-only (needs the ``server`` extra); never imported by ``stepstone/__init__
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
 import time
@@ -44,6 +45,7 @@ from ..._stream_models import (
     ReadResult,
     StreamInfo,
     format_offset,
+    is_json_type,
     parse_expires_at,
     parse_offset,
 )
@@ -61,6 +63,31 @@ _INT_RE = re.compile(r"^\d+$")
 _CONTENT_TYPE_RE = re.compile(r"^[\w.+-]+/[\w.+-]+")
 _MAX_SAFE_INT = 2**53 - 1
 _SWEEP_EVERY = 10.0
+
+#: A JSON body with at most this many brackets cannot nest deeply enough to trouble a parser.
+_SAFE_BRACKETS = 512
+
+
+def json_too_deep(body: bytes) -> bool:
+    """Whether JSON text nests too deeply for Python's parser (its recursion limit: several hundred
+    levels). Counting brackets answers most bodies at C speed; a body with more brackets is parsed
+    here, 64 frames deeper than this call, so whatever passes also parses in the store, whose
+    parser may sit a few frames deeper than this one."""
+    if body.count(b"[") + body.count(b"{") <= _SAFE_BRACKETS:
+        return False
+    return _fails_to_parse(body, 64)
+
+
+def _fails_to_parse(body: bytes, headroom: int) -> bool:
+    if headroom > 0:
+        return _fails_to_parse(body, headroom - 1)
+    try:
+        json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:  # not JSON at all: the store refuses it with the parser's own message
+        return False
+    return False
 
 
 def _is_true(value: str | None) -> bool:
@@ -130,9 +157,10 @@ class StreamsApp:
         }
         self.subscriptions: Any = None
         if subscriptions:
+            from ._subs import MAX_BODY as MAX_SUBSCRIPTION_BODY
             from ._subs import Subscriptions
 
-            self.subscriptions = Subscriptions(store)
+            self.subscriptions = Subscriptions(store, min(max_body, MAX_SUBSCRIPTION_BODY))
 
     # -- ASGI ----------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,8 +180,10 @@ class StreamsApp:
         except ConnectionResetError:
             return
         except StoreError as exc:  # the store failed (disk full, locked, …): not the client's fault
+            # the detail (a file path, an SQL error) is for the log, not for the client
             log.error("stepstone streams: %s %s: %s", request.method, full, exc)
-            await send_error(send, 503, exc.code, str(exc))
+            message = "the store failed to handle this request; try again later"
+            await send_error(send, 503, exc.code, message, [(b"retry-after", b"1")])
         except StepstoneError as exc:
             await send_error(send, getattr(exc, "status", 400), exc.code, str(exc))
         except Exception:
@@ -179,6 +209,10 @@ class StreamsApp:
     async def _dispatch(self, request: Request, send: Send) -> None:
         if request.method == "OPTIONS":
             await send_response(send, 204, list(PREFLIGHT_HEADERS))
+            return
+        if not self.engine.started:  # starting or stopping: say "retry", as the jobs API does
+            message = "the server is not ready or is shutting down; try again shortly"
+            await send_error(send, 503, "unavailable", message, [(b"retry-after", b"1")])
             return
         if self.authorize is not None and not await self._authorized(request, send):
             return
@@ -268,6 +302,10 @@ class StreamsApp:
         body = await request.body(self.max_body)
         if body is None:
             raise _TooLarge(f"the body is larger than this server accepts ({self.max_body} bytes)")
+        if body and is_json_type(request.header("content-type")) and json_too_deep(body):
+            # refused here, before the store: its JSON parser would hit the recursion limit, and a
+            # failed write can take down the other appends committed with it
+            raise InvalidStreamRequest("the JSON body is nested too deeply")
         return body
 
     def _fork_source(self, request: Request, value: str) -> str:
@@ -306,8 +344,8 @@ class StreamsApp:
             raise InvalidStreamRequest("give Stream-TTL or Stream-Expires-At, not both")
         ttl = None
         if ttl_text is not None:
-            if not _TTL_RE.match(ttl_text):
-                raise InvalidStreamRequest(f"Stream-TTL must be whole seconds (0, 1, 2, …), not {ttl_text!r}")
+            if not _TTL_RE.match(ttl_text) or int(ttl_text) > _MAX_SAFE_INT:
+                raise InvalidStreamRequest(f"Stream-TTL must be whole seconds (0 to 2^53-1), not {ttl_text!r}")
             ttl = int(ttl_text)
         if expires_at is not None and parse_expires_at(expires_at) is None:
             raise InvalidStreamRequest(f"Stream-Expires-At must be an RFC 3339 timestamp, not {expires_at!r}")
@@ -324,8 +362,10 @@ class StreamsApp:
         if sub_text is not None:
             if fork_from is None:
                 raise InvalidStreamRequest("Stream-Fork-Sub-Offset needs Stream-Forked-From")
-            if not _TTL_RE.match(sub_text.strip()):
-                raise InvalidStreamRequest(f"Stream-Fork-Sub-Offset must be a non-negative integer, not {sub_text!r}")
+            if not _TTL_RE.match(sub_text.strip()) or int(sub_text) > _MAX_SAFE_INT:
+                raise InvalidStreamRequest(
+                    f"Stream-Fork-Sub-Offset must be an integer from 0 to 2^53-1, not {sub_text!r}"
+                )
             sub_offset = int(sub_text)
             if sub_offset > 0 and fork_offset is None:
                 raise InvalidStreamRequest("Stream-Fork-Sub-Offset needs Stream-Fork-Offset")

@@ -109,7 +109,11 @@ class Request:
         return f"{scheme}://{host}{self.root}"
 
     async def body(self, limit: int) -> bytes | None:
-        """The whole body, or None once it grows past ``limit`` bytes."""
+        """The whole body, or None once it grows past ``limit`` bytes (at once, without reading a
+        byte of it, when the declared ``Content-Length`` already says so)."""
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return None
         chunks: list[bytes] = []
         size = 0
         while True:

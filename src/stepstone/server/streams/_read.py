@@ -54,12 +54,14 @@ class Source(Protocol):
 class ReadOptions:
     """Server-wide read settings."""
 
-    __slots__ = ("long_poll_timeout", "page_bytes", "sse_max_age")
+    __slots__ = ("live", "long_poll_timeout", "page_bytes", "sse_max_age")
 
     def __init__(self, long_poll_timeout: float, page_bytes: int, sse_max_age: float) -> None:
         self.long_poll_timeout = long_poll_timeout
         self.page_bytes = page_bytes
         self.sse_max_age = sse_max_age
+        #: live reads (long-polls and SSE responses) in progress: zero once their clients are gone
+        self.live = 0
 
 
 def parse_read_offset(request: Request) -> str | None:
@@ -99,6 +101,8 @@ def _body(source: Source, result: ReadResult) -> bytes:
 async def serve_read(request: Request, send: Send, source: Source, options: ReadOptions) -> None:
     offset = parse_read_offset(request)
     live = _last(request, "live")
+    if live is not None and live not in ("long-poll", "sse"):
+        raise InvalidStreamRequest(f"live must be long-poll or sse, not {live!r}")
     cursor = _last(request, "cursor")
     if live in ("long-poll", "sse") and offset is None:
         raise InvalidStreamRequest(f"live={live} needs an offset (-1 for the start, now for the tail)")
@@ -140,6 +144,7 @@ async def serve_read(request: Request, send: Send, source: Source, options: Read
 async def _long_poll(request: Request, source: Source, after: Offset, options: ReadOptions) -> ReadResult | None:
     """Wait for data after ``after``; None if the client left meanwhile."""
     gone = asyncio.ensure_future(disconnected(request.receive))
+    options.live += 1
     try:
         deadline = time.monotonic() + options.long_poll_timeout
         while True:
@@ -152,6 +157,7 @@ async def _long_poll(request: Request, source: Source, after: Offset, options: R
             if result.records or result.closed:
                 return result
     finally:
+        options.live -= 1
         gone.cancel()
 
 
@@ -216,6 +222,7 @@ async def _serve_sse(
     gone = asyncio.ensure_future(disconnected(request.receive))
     deadline = time.monotonic() + options.sse_max_age
     client_left = False
+    options.live += 1
     try:
         announce = True  # the client needs a control event before it is told anything else
         while True:
@@ -228,6 +235,12 @@ async def _serve_sse(
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 after, announce = end, False
                 if result.closed and at_tail:
+                    break
+                # uvicorn drops writes to a gone client without a word, and neither the read nor
+                # the write need suspend: let the disconnect in, and stop catching up for nobody
+                await asyncio.sleep(0)
+                if gone.done():
+                    client_left = True
                     break
                 continue
             if result.closed:
@@ -251,6 +264,7 @@ async def _serve_sse(
     except (StreamNotFound, StreamGone):
         pass
     finally:
+        options.live -= 1
         gone.cancel()
     if not client_left:
         await send({"type": "http.response.body", "body": b"", "more_body": False})

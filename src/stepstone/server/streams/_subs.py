@@ -50,7 +50,11 @@ _STATUS = {
     "ALREADY_CLAIMED": 409,
     "NO_PENDING_WORK": 409,
     "INVALID_OFFSET": 409,
+    "PAYLOAD_TOO_LARGE": 413,
 }
+
+#: The largest body a subscription API request may carry (a config or an ack), in bytes.
+MAX_BODY = 1 << 20
 
 
 class _Refused(Exception):
@@ -181,8 +185,9 @@ def _parse_config(body: Any) -> dict[str, Any]:
 class Subscriptions:
     """Subscription state and routes for one streams app."""
 
-    def __init__(self, store: StreamStore) -> None:
+    def __init__(self, store: StreamStore, max_body: int = MAX_BODY) -> None:
         self.store = store
+        self.max_body = max_body
         self.signer = WebhookSigner()
         self.tokens = CallbackTokens()
         self.subs: dict[str, _Sub] = {}
@@ -394,7 +399,7 @@ class Subscriptions:
         if len(parts) < 2 or parts[0] != "subscriptions" or not parts[1]:
             raise _Refused("SUBSCRIPTION_NOT_FOUND", "no such Durable Streams control route")
         sub_id, tail = parts[1], parts[2:]
-        body = await _json(request) if method in ("PUT", "POST") else None
+        body = await _json(request, self.max_body) if method in ("PUT", "POST") else None
         async with self._lock:
             if not tail:
                 return await self._base(request, sub_id, body)
@@ -571,14 +576,16 @@ def _allow(method: str, allowed: str) -> None:
         raise _Refused("METHOD_NOT_ALLOWED", f"use {allowed} here")
 
 
-async def _json(request: Request) -> Any:
-    body = await request.body(1 << 20)
+async def _json(request: Request, limit: int) -> Any:
+    body = await request.body(limit)
     if body is None:
-        raise _Refused("INVALID_REQUEST", "the body is too large")
+        raise _Refused("PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes")
     try:
         return json.loads(body or b"null")
     except ValueError as exc:
         raise _Refused("INVALID_REQUEST", f"invalid JSON body: {exc}") from exc
+    except RecursionError:
+        raise _Refused("INVALID_REQUEST", "the JSON body is nested too deeply") from None
 
 
 async def send_error_body(send: Send, status: int, code: str, message: str, extra: dict[str, Any]) -> None:
