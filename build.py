@@ -3,10 +3,13 @@
 
     python build.py serve   # venv + install + site, then the demo server on http://127.0.0.1:8000
     python build.py test    # venv + install + site + Chromium, then ruff, mypy --strict and pytest
-    python build.py site    # assemble the offline site in dist/site/
+    python build.py site    # assemble the offline site in dist/site/ (--force: even when up to date)
     python build.py wheel   # build the stepstone wheel into dist/
 
-Everything lands in ./.venv, ./node_modules and ./dist; re-running only redoes what changed.
+Everything lands in ./.venv, ./node_modules and ./dist; re-running only redoes what changed: the
+venv is stamped with pyproject.toml, node_modules with package-lock.json, and dist/site with
+everything it is made from (src/, web/, package-lock.json, tools/site.py, pyproject.toml), so a
+`serve` with nothing changed starts the server at once (`site --force` rebuilds anyway).
 """
 
 from __future__ import annotations
@@ -38,10 +41,43 @@ def run(*cmd: str | Path, check: bool = True, **kwargs: object) -> int:
 
 def _stamp(name: str, *inputs: Path) -> tuple[Path, str]:
     digest = hashlib.sha256()
-    for path in inputs:
+    for path in inputs or (ROOT / "pyproject.toml",):
         if path.exists():
             digest.update(path.read_bytes())
     return VENV / f".stamp-{name}", digest.hexdigest()
+
+
+#: what dist/site is made from; a change to any of these rebuilds the wheel and the site
+SITE_INPUTS = ("src", "web", "package-lock.json", "tools/site.py", "pyproject.toml")
+SITE_STAMP = DIST / ".stamp-site"
+
+
+def _tree_digest(*names: str) -> str:
+    """sha256 over the paths and bytes of every file under ``names`` (caches and build litter left out)."""
+    digest = hashlib.sha256()
+    for name in names:
+        top = ROOT / name
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
+        for path in files:
+            parts = path.relative_to(ROOT).parts
+            if "__pycache__" in parts or any(part.endswith(".egg-info") for part in parts) or path.suffix == ".pyc":
+                continue
+            digest.update("/".join(parts).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _site_is_current(digest: str) -> bool:
+    return (
+        SITE_STAMP.exists()
+        and SITE_STAMP.read_text() == digest
+        and (SITE / "stepstone-config.json").exists()
+        and any((SITE / "wheels").glob("stepstone-*.whl"))
+    )
+
+
+#: extras that include others (``test`` brings ``server`` and ``client``): a venv set up for ``test``
+#: needs no second pip run for ``serve``
+_INCLUDES = {"test": ("server", "client"), "dev": ("test", "server", "client")}
 
 
 def ensure_venv(extras: str) -> None:
@@ -50,7 +86,8 @@ def ensure_venv(extras: str) -> None:
         log(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     stamp, digest = _stamp(extras, ROOT / "pyproject.toml")
-    if stamp.exists() and stamp.read_text() == digest:
+    covering = [extras, *(name for name, included in _INCLUDES.items() if extras in included)]
+    if any(_stamp(name)[0].exists() and _stamp(name)[0].read_text() == digest for name in covering):
         return
     run(PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "--upgrade", "pip")
     run(PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", f".[{extras}]")
@@ -99,8 +136,13 @@ def build_wheel() -> Path:
     return wheels[-1]
 
 
-def build_site() -> Path:
-    """dist/site/: the pages of web/, the stepstone wheel in wheels/, and the vendored runtimes."""
+def build_site(force: bool = False) -> Path:
+    """dist/site/: the pages of web/, the stepstone wheel in wheels/, and the vendored runtimes;
+    nothing to do when none of ``SITE_INPUTS`` changed since the last build (unless ``force``)."""
+    digest = _tree_digest(*SITE_INPUTS)
+    if not force and _site_is_current(digest):
+        return SITE
+    SITE_STAMP.unlink(missing_ok=True)
     wheel = build_wheel()
     ensure_node_modules()
     shutil.rmtree(SITE, ignore_errors=True)
@@ -110,13 +152,17 @@ def build_site() -> Path:
     _site_extras = ROOT / "tools" / "site.py"
     if _site_extras.exists():
         run(PY, _site_extras, SITE, wheel.name)
+    SITE_STAMP.write_text(digest)
     log(f"site ready in {SITE}")
     return SITE
 
 
 def cmd_site(args: list[str]) -> int:
     ensure_venv("test")
-    build_site()
+    if "--force" not in args and _site_is_current(_tree_digest(*SITE_INPUTS)):
+        log(f"{SITE} is up to date (`python3 build.py site --force` rebuilds it)")
+        return 0
+    build_site(force=True)
     return 0
 
 
@@ -128,7 +174,7 @@ def cmd_wheel(args: list[str]) -> int:
 
 def cmd_serve(args: list[str]) -> int:
     ensure_venv("server")
-    build_site()
+    build_site()  # at once when nothing changed
     (ROOT / "var").mkdir(exist_ok=True)
     cmd = [
         str(BIN / "stepstone"),
@@ -154,6 +200,7 @@ def cmd_serve(args: list[str]) -> int:
 def cmd_test(args: list[str]) -> int:
     ensure_venv("test")
     ensure_chromium()
+    ensure_node_modules()  # the conformance suite runs from node_modules, even when the site is current
     build_site()
     run(BIN / "ruff", "check", "src", "tests", "bench", "build.py")
     run(BIN / "mypy", "src")

@@ -179,11 +179,19 @@ class RunView:
             item.className = state
             item.lastChild.textContent = note
 
+    def _end_running_steps(self, state):
+        """The run ended (or a new execution began) while a step ran: nothing else will end it."""
+        for item in self.steps.values():
+            if item.className == "running":
+                item.className = state
+                item.lastChild.textContent = state
+
     def _apply(self, event):
         data = dict(event.data or {})
         kind = event.type
         text = kind
         if kind == "run:start":
+            self._end_running_steps("interrupted")  # an earlier execution stopped mid-step
             self._status("running")
             text = f"run:start (attempt {data.get('attempt')})"
         elif kind == "step:start":
@@ -201,6 +209,7 @@ class RunView:
         elif kind == "log:write":
             text = f"{data.get('level', 'info')}: {data.get('message')}"
         elif kind in ("run:complete", "run:fail", "run:cancel"):
+            self._end_running_steps("cancelled" if kind == "run:cancel" else "interrupted")
             self._status({"run:complete": "completed", "run:fail": "failed", "run:cancel": "cancelled"}[kind])
             if kind == "run:fail":
                 text = f"run:fail {data.get('error')}"

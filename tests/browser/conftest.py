@@ -12,6 +12,7 @@ asked for anything outside 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,12 @@ from .harness import LAUNCH, collect_page_errors, ensure_site, guard_offline, se
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chromium-driven tests (sync: Playwright's sync API) are ``browser`` and run last; the async
+    tests here run in CPython (the worker protocol, the OPFS log) and must run before Playwright
+    holds the main thread's loop, so they keep their place."""
     here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
+        if Path(str(item.fspath)).is_relative_to(here) and not inspect.iscoroutinefunction(getattr(item, "obj", None)):
             item.add_marker(pytest.mark.browser)
 
 

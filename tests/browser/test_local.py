@@ -347,3 +347,16 @@ def test_storage_errors_show_a_clear_message(context: Any, site_url: str) -> Non
     state = wait_for(page, "document.body.dataset.state !== 'booting' && document.body.dataset.state", 90)
     assert state == "ready", "once the old connection is gone the page opens normally"
     assert page.is_hidden("#error")
+
+
+def test_cancelling_mid_step_shows_that_step_cancelled(context: Any, site_url: str) -> None:
+    """The log ends ``step:start``, ``run:cancel``: the step must not stay "running…" forever."""
+    page = open_local(context, site_url, fresh_db())
+    start_demo(page, steps=3, seconds=30)
+    step = "document.querySelector('#steps li[data-name=\"step-1\"]')"
+    wait_for(page, f"{step}?.className === 'running'", 15)
+    page.click("#cancel")
+    wait_for(page, "document.body.dataset.runStatus === 'cancelled'", 15)
+    assert page.evaluate(f"{step}.className") == "cancelled"
+    assert page.inner_text("#steps li[data-name='step-1'] small") == "cancelled"
+    assert page.eval_on_selector_all("#steps li.running", "els => els.length") == 0

@@ -10,15 +10,16 @@ import pytest
 import stepstone
 from stepstone.client import Client
 from tests.client.helpers import ServerProcess, gate, server
-from tests.hooks.jobs import needs_name, steps_job
+from tests.hooks import jobs
 
 __all__ = ["gate", "server", "source"]
 
 
 def make_engine() -> stepstone.Engine:
     eng = stepstone.create_engine("memory:", polling_interval=0.05, heartbeat_interval=0.05, stale_threshold=1.0)
-    eng.register(steps_job)
-    eng.register(needs_name)
+    for job in vars(jobs).values():
+        if isinstance(job, stepstone.Job):
+            eng.register(job)
     return eng
 
 

@@ -10,7 +10,7 @@ import pytest
 import stepstone.client
 import stepstone.hooks
 from stepstone import Progress
-from stepstone.hooks.dom import progress_text
+from stepstone.hooks.dom import countdown_text, progress_text
 
 
 def test_client_exports() -> None:
@@ -52,6 +52,17 @@ def test_importing_the_client_and_hooks_loads_no_third_party_or_browser_module()
 )
 def test_progress_text(progress: Progress | None, text: str) -> None:
     assert progress_text(progress) == text
+
+
+@pytest.mark.parametrize(
+    ("left", "text"),
+    [
+        (-5, "due now"), (0, "due now"), (0.2, "in 1 s"), (42, "in 42 s"), (60, "in 1 min 00 s"),
+        (245.5, "in 4 min 06 s"), (7500, "in 2 h 05 min"), (86400 * 3 + 3600 * 4 + 5, "in 3 d 4 h"),
+    ],
+)
+def test_countdown_text(left: float, text: str) -> None:
+    assert countdown_text(1000.0 + left, now=1000.0) == text
 
 
 async def test_hooks_need_a_running_loop_outside_pyodide() -> None:

@@ -93,3 +93,27 @@ async def test_dropped_streams_lose_and_double_nothing(tmp_path: Path) -> None:
                 await state.aclose()
     finally:
         server.stop()
+
+
+async def test_a_page_follows_its_run_through_a_graceful_restart(tmp_path: Path) -> None:
+    """SIGTERM the server while use_job follows a run (it hands the run back), restart it on the
+    same port and file: the state says the server is unreachable meanwhile, keeps retrying, and
+    follows the run to its end, every log line once."""
+    server = start_server(tmp_path)
+    gate = tmp_path / "gate"
+    try:
+        async with Client(server.api_url, reconnect_timeout=1.0, max_backoff=0.2) as client:
+            job = use_job(client, "steps", storage=MemoryStorage())
+            run = await job.trigger({"steps": 4, "gate": str(gate), "gate_at": 2})
+            await job.wait_for(lambda s: len(s.logs) == 2, timeout=10)
+            await asyncio.to_thread(server.terminate)
+            await job.wait_for(lambda s: s.error_code is not None, timeout=15)
+            assert job.error_code == "server_unavailable", job.error
+            gate.touch()
+            await asyncio.to_thread(server.start)
+            await job.wait_for(lambda s: s.is_completed and s.error is None, timeout=20)
+            assert job.current_run_id == run.id
+            assert [e.message for e in job.logs] == [f"step {i} done" for i in range(4)]
+            await job.aclose()
+    finally:
+        server.stop()

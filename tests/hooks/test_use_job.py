@@ -137,6 +137,18 @@ async def test_bad_trigger_raises_and_sets_error(source: Any) -> None:
         assert job.error is None and job.output == {"hello": "x"}
 
 
+async def test_a_bad_trigger_error_goes_away_when_the_state_follows_another_run(source: Any) -> None:
+    """The error was about the input given here; once a run triggered elsewhere is shown, it is stale."""
+    async with use_job(source, "needs-name", storage=MemoryStorage()) as job:
+        await job.ready(timeout=10)
+        with pytest.raises(stepstone.InvalidInput):
+            await job.trigger({"nope": 1})
+        assert job.error_code == "invalid_input"
+        other = await source.trigger("needs-name", {"name": "elsewhere"})  # another tab / client
+        await job.wait_for(lambda s: s.current_run_id == other.id and s.is_completed, timeout=10)
+        assert job.error is None and job.error_code is None
+
+
 async def test_reset_forgets_the_run(source: Any) -> None:
     storage = MemoryStorage()
     async with use_job(source, "steps", storage=storage, follow_latest=False) as job:

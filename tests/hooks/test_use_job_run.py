@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,43 @@ async def test_use_job_logs_keeps_the_last_lines(source: Any) -> None:
         assert logs.logs[0].level == "info" and logs.logs[0].data == {"index": 3}
         logs.clear_logs()
         assert logs.logs == []
+
+
+class WindingDown:
+    """A source whose run stream ends a while after the run's last event (a server closing it, a
+    slow network): its ``get_run`` tells the run as its log stands."""
+
+    def __init__(self, events: list[stepstone.Event]) -> None:
+        self.events = events
+        self.ended = asyncio.Event()
+
+    async def get_run(self, run_id: str) -> stepstone.Run:
+        status = {"run:start": "running", "run:retry": "pending", "run:fail": "failed", "run:complete": "completed"}
+        last = [status[e.type] for e in self.events if e.type in status][-1]
+        output = next((e.data.get("output") for e in self.events if e.type == "run:complete"), None)
+        return stepstone.Run(run_id, "steps", "1", last, output=output,  # type: ignore[arg-type]
+                             last_seq=self.events[-1].seq)
+
+    async def subscribe(self, run_id: str, from_seq: int = 0) -> AsyncIterator[stepstone.Event]:
+        for event in list(self.events):
+            if event.seq >= from_seq:
+                yield event
+        await self.ended.wait()
+
+
+async def test_a_refresh_asked_while_the_stream_winds_down_is_not_lost() -> None:
+    """The run failed and was retried at once (use_job sees the retry on the run-change feed and
+    calls refresh) while the failed attempt's stream had not ended yet: once it ends, the state
+    follows the new attempt."""
+    def event(seq: int, type: str, **data: Any) -> stepstone.Event:
+        return stepstone.Event("r1", seq, type, data, 1.0 + seq)
+
+    source: Any = WindingDown([event(0, "run:trigger"), event(1, "run:start", attempt=1),
+                               event(2, "run:fail", error="boom")])
+    async with use_job_run(source, "r1") as state:
+        await state.wait_for(lambda s: s.is_failed and s.is_following, timeout=5)
+        state.refresh()  # too early: the stream of attempt 1 is still open
+        source.events += [event(3, "run:retry"), event(4, "run:start", attempt=2), event(5, "run:complete", output=7)]
+        source.ended.set()
+        await state.wait_for(lambda s: s.is_completed, timeout=5)
+        assert state.output == 7 and state.run is not None and state.error is None

@@ -23,5 +23,5 @@ class StreamServer(ServeProcess):
     ) -> None:
         super().__init__(
             db, port or free_port(), jobs=JOBS, jobs_dir=HERE, long_poll_timeout=long_poll_timeout,
-            polling_interval=0.1, extra=list(extra),
+            polling_interval=0.1, extra=["--max-body", str(64 << 20), *extra],
         )  # fmt: skip

@@ -98,12 +98,15 @@ def progress_text(progress: Progress | None) -> str:
 
 
 def set_progress(target: Any, progress: Progress | None) -> None:
-    """Drive a ``<progress>`` element; no total (or no progress) makes it indeterminate/empty."""
+    """Drive a ``<progress>`` element. No progress (nothing reported yet, no run, an unknown run)
+    is an empty bar, never the animated "busy" one a ``<progress>`` without a value shows; a
+    progress without a total fills the bar."""
     node = get_element(target)
     if progress is None:
-        node.removeAttribute("value")
         node.max = 1
+        node.value = 0
         node.dataset.current = ""
+        node.title = ""
         return
     total = progress.total if progress.total else max(progress.current, 1)
     node.max = total

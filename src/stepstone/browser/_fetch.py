@@ -1,18 +1,19 @@
-"""``FetchTransport``: the HTTP transport inside Pyodide, on the browser's ``fetch``, for the jobs
-client and the streams client alike.
+"""``FetchTransport``: the HTTP transport inside Pyodide, on the browser's ``fetch`` and
+``EventSource``, for the jobs client and the streams client alike.
 
 Requests go through ``pyodide.http.pyfetch``; a live stream reads the ``fetch`` body's
 ``ReadableStream`` chunk by chunk (the clients parse it with :mod:`stepstone._sse`) and an
-``AbortController`` ends it, or a request that got no answer in time. Same origin rules and
-credentials as any fetch from the page. Chosen by :func:`stepstone._http.default_transport` in
-Pyodide; never imported elsewhere.
+``AbortController`` ends it, or a request that got no answer in time. ``event_source`` opens the
+browser's own ``EventSource`` instead (:mod:`._eventsource`), which the jobs client uses for live
+streams that send no headers. Same origin rules and credentials as any fetch from the page. Chosen
+by :func:`stepstone._http.default_transport` in Pyodide; never imported elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import js
@@ -21,6 +22,7 @@ from pyodide.http import pyfetch
 
 from .._errors import TransportError
 from .._http._models import Response
+from ._eventsource import EventSourceStream, open_event_source
 
 __all__ = ["FetchTransport"]
 
@@ -81,7 +83,8 @@ class _FetchStream:
 
 class FetchTransport:
     """Sends requests with the page's ``fetch``; ``fetch_options`` (``credentials``, ``mode``, …)
-    go with every request."""
+    go with every request. Live streams without headers may use the page's ``EventSource``
+    (:meth:`event_source`; with credentials when ``credentials="include"``)."""
 
     def __init__(self, **fetch_options: Any) -> None:
         self.fetch_options = {"cache": "no-store", **fetch_options}
@@ -131,6 +134,16 @@ class FetchTransport:
         except Exception as exc:
             raise _unreachable("GET", url, exc) from exc
         return _FetchStream(url, response, controller)
+
+    async def event_source(
+        self, url: str, event_types: Sequence[str], timeout: float | None = None
+    ) -> EventSourceStream | Response:
+        """An open ``EventSource`` on ``url`` listening for ``event_types``, or the answer that
+        refused it (read again with ``fetch``, since an EventSource shows no status)."""
+        with_credentials = self.fetch_options.get("credentials") == "include"
+        return await open_event_source(
+            url, event_types, timeout or DEFAULT_TIMEOUT, self.stream, with_credentials=with_credentials
+        )
 
     async def aclose(self) -> None:
         return None

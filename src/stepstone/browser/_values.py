@@ -12,7 +12,11 @@ import json
 from typing import Any
 
 import js
-from pyodide.ffi import jsnull
+import pyodide.ffi
+
+#: JS ``null`` as Pyodide (0.26 and later) hands it to Python. Looked up rather than imported: the
+#: ``pyodide-py`` that type-checks this on Python < 3.14 is 0.25, which predates it.
+jsnull: Any = getattr(pyodide.ffi, "jsnull", None)
 
 __all__ = ["describe_js_error", "is_nil", "js_value", "py_value"]
 

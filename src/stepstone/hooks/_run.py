@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .._errors import RunNotFound, ServerUnavailable, StepstoneError
-from .._models import ACTIVE_STATUSES, TERMINAL_STATUSES, Event, Progress, Run, RunStatus
+from .._models import ACTIVE_STATUSES, TERMINAL_STATUSES, Event, Progress, Run, RunStatus, Wait
 from ._base import HookState, RunCallback, TerminalCallbacks, backoff_delays, log
 from ._source import Source
 
@@ -53,13 +53,58 @@ class LogEntry:
 
 @dataclass(frozen=True, slots=True)
 class StepView:
-    """A step as the run's log tells it: ``running``, ``completed`` or ``failed``."""
+    """A step as the run's log tells it.
+
+    ``status`` is ``running`` (its body runs), ``waiting`` (a sleep, an event wait or a child run:
+    the run may be ``suspended`` meanwhile), ``retrying`` (an attempt failed, another comes at
+    ``until``), ``completed``, ``failed`` or ``cancelled`` (its body was interrupted by a cancel);
+    or, for a step that started but never ended, ``cancelled`` (the run was cancelled while it
+    ran or waited) or ``interrupted`` (its execution ended without finishing it: a crash, a
+    restart, a lost lease).
+
+    ``kind`` says what the step is: ``None`` for ``step.run``, ``"sleep"``, ``"event"`` or
+    ``"invoke"``. ``until`` is when a waiting step stops waiting (a sleep's wake time, an event
+    wait's deadline, or None) or when a ``retrying`` step's next attempt starts; ``event`` is the
+    event name an event wait takes, ``child_id`` the child run of an invoke, ``attempt`` the
+    attempt of ``step.run(..., retries=N)`` the view is about (1 when it has no retries).
+
+    ``index`` is the engine's 0-based position of the step within its execution; ``duration_ms``
+    is how long it ran or waited (until it ended, or until the run ended around it). One view per
+    step name: a step re-run by a resumed execution or a retry replaces its earlier view.
+    """
 
     name: str
     index: int
     status: str
     error: str | None = None
     duration_ms: float | None = None
+    kind: str | None = None
+    until: float | None = None
+    event: str | None = None
+    child_id: str | None = None
+    attempt: int = 1
+
+    @property
+    def is_open(self) -> bool:
+        """Started and not ended (yet): running, waiting, or between two attempts."""
+        return self.status in _OPEN
+
+    @property
+    def is_waiting(self) -> bool:
+        """A sleep, an event wait or a child run that has not got its answer yet."""
+        return self.status == "waiting"
+
+
+_OPEN = frozenset({"running", "waiting", "retrying"})
+_STEP_STATUS = {"step:start": "running", "step:complete": "completed", "step:fail": "failed",
+                "step:cancel": "cancelled", "step:retry": "retrying"}  # fmt: skip
+_WAITS = frozenset({"sleep", "event", "invoke"})
+
+#: What a step still open becomes when its run or its execution ends around it. A resumed
+#: execution (``run:resume``) ends only the steps whose body was running: sleeps, event waits,
+#: child runs and retries still waiting are ended by their own events when the replay reaches them.
+_UNFINISHED = {"run:cancel": "cancelled", "run:fail": "interrupted", "run:complete": "interrupted",
+               "run:start": "interrupted", "run:resume": "interrupted"}
 
 
 class RunState(TerminalCallbacks, HookState):
@@ -76,6 +121,7 @@ class RunState(TerminalCallbacks, HookState):
         self._callbacks_by_status: dict[str, list[RunCallback]] = {"completed": [], "failed": [], "cancelled": []}
         self._terminal_hooks: list[TerminalHook] = []
         self._follow: asyncio.Task[None] | None = None
+        self._refresh_pending = False
         self._reset(run_id)
         if run_id is not None:
             self._start(initial)
@@ -91,6 +137,7 @@ class RunState(TerminalCallbacks, HookState):
         self.progress: Progress | None = None
         self.logs: list[LogEntry] = []
         self.steps: list[StepView] = []
+        self._step_started: dict[str, float] = {}
         self.items: list[Any] = []
         self._run_error: str | None = None
         self._next_seq = 0
@@ -103,6 +150,7 @@ class RunState(TerminalCallbacks, HookState):
         self._settled_attempt: int | None = None
         self._problem = None
         self._problem_code = None
+        self._refresh_pending = False
 
     @property
     def error(self) -> str | None:
@@ -130,10 +178,31 @@ class RunState(TerminalCallbacks, HookState):
     is_completed = property(lambda self: self.status == "completed", doc="The run finished with an output.")
     is_failed = property(lambda self: self.status == "failed", doc="The run failed; ``error`` says why.")
     is_cancelled = property(lambda self: self.status == "cancelled", doc="The run was cancelled.")
-    is_active = property(lambda self: self.status in ACTIVE_STATUSES, doc="Pending or running.")
+    is_suspended = property(
+        lambda self: self.status == "suspended",
+        doc="The run is parked (asleep, waiting for an event, its children or a retry): see ``wait``.",
+    )
+    is_active = property(lambda self: self.status in ACTIVE_STATUSES, doc="Pending, running or suspended.")
     is_terminal = property(
         lambda self: self.status in TERMINAL_STATUSES, doc="Completed, failed or cancelled."
     )
+
+    @property
+    def wait(self) -> Wait | None:
+        """While the run is ``suspended``: what it waits for (``reason``: ``sleep``, ``event``,
+        ``children`` or ``retry``; ``until``, ``events``, ``children``), else None."""
+        run = self.run
+        return run.wait if run is not None and self.status == "suspended" else None
+
+    @property
+    def parent_id(self) -> str | None:
+        """The run that invoked this one (``step.invoke``), else None."""
+        return self.run.parent_id if self.run is not None else None
+
+    @property
+    def parent_step(self) -> str | None:
+        """The parent's step that invoked this run, else None."""
+        return self.run.parent_step if self.run is not None else None
 
     # -- control ---------------------------------------------------------------------------------
     def set_run_id(self, run_id: str | None, initial: Run | None = None) -> None:
@@ -150,9 +219,15 @@ class RunState(TerminalCallbacks, HookState):
         self._changed()
 
     def refresh(self) -> None:
-        """Pick the run up again after its stream ended (it was retried, or a 401 was fixed)."""
-        if self.run_id is not None and (self._follow is None or self._follow.done()) and not self.closed:
+        """Pick the run up again after its stream ended (it was retried, or a 401 was fixed). Asked
+        while the stream is still winding down (the run just finished, and was retried at once),
+        it is done as soon as that stream has ended."""
+        if self.run_id is None or self.closed:
+            return
+        if self._follow is None or self._follow.done():
             self._start(None)
+        else:
+            self._refresh_pending = True
 
     def clear_logs(self) -> None:
         """Forget the log lines shown so far (new ones still arrive)."""
@@ -177,6 +252,9 @@ class RunState(TerminalCallbacks, HookState):
         finally:
             if not self.closed and self.run_id == run_id:
                 self._loop.call_soon(self._changed)  # is_following turned False
+                if self._refresh_pending:  # asked while this stream wound down: once it is done
+                    self._refresh_pending = False
+                    self._loop.call_soon(self.refresh)
 
     async def _follow_loop(self, run_id: str, snapshot: Run | None) -> None:
         next_delay = backoff_delays()
@@ -235,6 +313,8 @@ class RunState(TerminalCallbacks, HookState):
         kind = event.type
         if kind == "run:retry":
             self._log_attempt += 1
+        elif kind in ("run:start", "run:resume", "run:suspend") and isinstance(data.get("attempt"), int):
+            self._log_attempt = int(data["attempt"])  # a job's own retries count attempts too
         if self._watch_from is not None and event.seq >= self._watch_from and not event.is_terminal:
             self._active_attempt = self._log_attempt  # it was active while we were watching
         if kind == "log:write":
@@ -253,6 +333,8 @@ class RunState(TerminalCallbacks, HookState):
                 del self.logs[: len(self.logs) - self.max_logs]
         elif kind.startswith("step:"):
             self._apply_step(event)
+        elif kind in _UNFINISHED:
+            self._end_open_steps(event)
         elif kind == "stream":
             self.items.append(data.get("value"))
         if event.seq > self._snap_seq:  # newer than the snapshot: the event decides the status
@@ -270,24 +352,64 @@ class RunState(TerminalCallbacks, HookState):
         data = event.data
         name = str(data.get("name", ""))
         index = int(data.get("index", len(self.steps)))
-        status = {"step:start": "running", "step:complete": "completed", "step:fail": "failed"}.get(event.type)
+        status = _STEP_STATUS.get(event.type)
         if status is None:
             return
-        view = StepView(name, index, status, data.get("error"), data.get("durationMs"))
-        for i, existing in enumerate(self.steps):
-            if existing.name == name:
-                self.steps[i] = view
-                return
-        self.steps.append(view)
+        position = next((i for i, view in enumerate(self.steps) if view.name == name), None)
+        earlier = self.steps[position] if position is not None else None
+        kind = data.get("kind")
+        kind = str(kind) if kind in _WAITS else earlier.kind if earlier is not None else None
+        duration = data.get("durationMs")
+        if status == "running":
+            if kind in _WAITS:
+                status = "waiting"
+            self._step_started[name] = event.at
+        else:
+            started = self._step_started.pop(name, None)
+            if duration is None and kind in _WAITS and started is not None and event.at >= started:
+                duration = round((event.at - started) * 1000, 3)  # how long it waited
+        until = data.get("until", data.get("deadline"))
+        if event.type == "step:retry":
+            until = data.get("nextAttemptAt")
+        elif until is None and earlier is not None and kind in _WAITS:
+            until = earlier.until  # a wait's wake time or deadline stays known once it ends
+        view = StepView(
+            name, index, status, data.get("error"), duration, kind,
+            until if isinstance(until, int | float) and not isinstance(until, bool) else None,
+            _text(data.get("event")) or (earlier.event if earlier is not None else None),
+            _text(data.get("childId")) or (earlier.child_id if earlier is not None else None),
+            int(data.get("attempt") or (earlier.attempt if earlier is not None and status != "running" else 1)),
+        )  # fmt: skip
+        if position is not None:
+            self.steps[position] = view
+        else:
+            self.steps.append(view)
+
+    def _end_open_steps(self, event: Event) -> None:
+        """The run ended (or a new execution started) while steps were open: nothing will end
+        them in the log, so end them here (a step a new execution runs again starts over)."""
+        status = _UNFINISHED[event.type]
+        for i, view in enumerate(self.steps):
+            if view.status == "running" or (view.is_open and event.type != "run:resume"):
+                started = self._step_started.pop(view.name, None)
+                duration = round((event.at - started) * 1000, 3) if started and event.at >= started else None
+                self.steps[i] = dataclasses.replace(view, status=status, duration_ms=duration)
 
     def _apply_status(self, event: Event) -> None:
         data = event.data
         run = self.run
         attempt = run.attempt if run is not None else 1
         changes: dict[str, Any] = {}
-        if event.type == "run:start":
+        if event.type in ("run:start", "run:resume"):
             attempt = int(data.get("attempt", attempt))
             changes = {"status": "running", "attempt": attempt}
+        elif event.type == "run:suspend":
+            wait = self._wait_of(data)
+            changes = {"status": "suspended", "wait": wait, "wake_at": wait.until}
+            if isinstance(data.get("attempt"), int):  # the job retries the run itself after ``until``
+                changes["attempt"] = data["attempt"]
+            if data.get("error"):
+                changes["error"] = self._run_error = str(data["error"])
         elif event.type == "run:progress":
             self.progress = Progress.from_json(data)
             changes = {"progress": self.progress}
@@ -307,6 +429,21 @@ class RunState(TerminalCallbacks, HookState):
             self.status = changes["status"]
         if run is not None:
             self.run = dataclasses.replace(run, last_seq=event.seq, **changes)
+
+    def _wait_of(self, data: Any) -> Wait:
+        """The wait a ``run:suspend`` event describes. The event counts the children; their ids
+        are those of the invoke steps still waiting."""
+        until = data.get("until")
+        children = tuple(v.child_id for v in self.steps if v.kind == "invoke" and v.is_waiting and v.child_id)
+        count = data.get("children")
+        if isinstance(count, int) and not isinstance(count, bool) and count < len(children):
+            children = children[:count]
+        return Wait(
+            str(data.get("reason") or ""),
+            float(until) if isinstance(until, int | float) and not isinstance(until, bool) else None,
+            tuple(str(name) for name in data.get("events") or ()),
+            children,
+        )
 
     def _settle(self) -> None:
         """The run is terminal: tell the owner and the callbacks, once per attempt."""
@@ -332,6 +469,10 @@ class RunState(TerminalCallbacks, HookState):
                 self._spawn(result, "stepstone-run-callback")
         except Exception:
             log.exception("stepstone: a run callback failed")
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
 
 
 class LogsState(RunState):

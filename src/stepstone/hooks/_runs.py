@@ -14,8 +14,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from .._errors import ServerUnavailable, StepstoneError
+from .._errors import InvalidInput, ServerUnavailable, StepstoneError
 from .._models import RUN_STATUSES, Run, RunChange, RunStatus, StepRecord
+from .._util import json_copy
 from ._base import HookState, backoff_delays
 from ._source import Source, job_name_of
 
@@ -34,6 +35,7 @@ class RunsState(HookState):
         status: RunStatus | Iterable[RunStatus] | None = None,
         *,
         labels: Mapping[str, str] | None = None,
+        parent_id: str | None = None,
         page_size: int = 20,
         live: bool = True,
         settle: float = 0.05,
@@ -49,7 +51,7 @@ class RunsState(HookState):
         self.is_loading = False
         self.live = live
         self.settle = settle
-        self._set_filter_fields(job_name, status, labels)
+        self._set_filter_fields(job_name, status, labels, parent_id)
         self._dirty = asyncio.Event()
         self._loaded_once = False
         # The feed starts at the version the server read just before a page was listed, so a
@@ -62,7 +64,9 @@ class RunsState(HookState):
             self._feed = self._spawn(self._follow(), "stepstone-runs-feed")
         self._dirty.set()
 
-    def _set_filter_fields(self, job_name: Any, status: Any, labels: Mapping[str, str] | None) -> None:
+    def _set_filter_fields(
+        self, job_name: Any, status: Any, labels: Mapping[str, str] | None, parent_id: str | None
+    ) -> None:
         self.job_name = None if job_name is None else job_name_of(job_name)
         statuses = None if status is None else (status,) if isinstance(status, str) else tuple(status)
         bad = [s for s in statuses or () if s not in RUN_STATUSES]
@@ -70,6 +74,7 @@ class RunsState(HookState):
             raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(RUN_STATUSES)}")
         self.status: tuple[RunStatus, ...] | None = statuses or None
         self.labels = dict(labels) if labels else None
+        self.parent_id = parent_id or None
 
     # -- paging ----------------------------------------------------------------------------------
     @property
@@ -98,10 +103,10 @@ class RunsState(HookState):
         self.refresh()
 
     def set_filter(self, job_name: Any = None, status: RunStatus | Iterable[RunStatus] | None = None,
-                   labels: Mapping[str, str] | None = None) -> None:
-        """Filter by job, status(es) and labels (None: any); back to the first page."""
+                   labels: Mapping[str, str] | None = None, parent_id: str | None = None) -> None:
+        """Filter by job, status(es), labels and parent run (None: any); back to the first page."""
         old_job = self.job_name
-        self._set_filter_fields(job_name, status, labels)
+        self._set_filter_fields(job_name, status, labels, parent_id)
         self.page = 0
         if self.live and self.job_name != old_job:
             if self._feed is not None:
@@ -126,7 +131,8 @@ class RunsState(HookState):
             self.is_loading = True
             try:
                 page = await self.source.get_runs(
-                    self.job_name, self.status, self.labels, limit=self.page_size, offset=self.page * self.page_size
+                    self.job_name, self.status, self.labels, limit=self.page_size, offset=self.page * self.page_size,
+                    **({"parent_id": self.parent_id} if self.parent_id is not None else {}),
                 )
             except ServerUnavailable as exc:
                 self.is_loading = False
@@ -179,6 +185,8 @@ class RunsState(HookState):
             return False
         if self.status is not None and run.status not in self.status:
             return False
+        if self.parent_id is not None and run.parent_id != self.parent_id:
+            return False
         return not self.labels or all(run.labels.get(k) == v for k, v in self.labels.items())
 
     def _apply(self, change: RunChange) -> None:
@@ -197,7 +205,7 @@ class RunsState(HookState):
 
 
 class RunActions(HookState):
-    """``retry``, ``cancel``, ``delete_run``, ``get_run``, ``get_steps`` with ``is_loading`` and
+    """``retry``, ``cancel``, ``delete_run``, ``send_event``, ``get_run``, ``get_steps`` with ``is_loading`` and
     ``error`` (see :func:`use_run_actions`). Each action also raises what the source raises."""
 
     def __init__(self, source: Source) -> None:
@@ -233,6 +241,19 @@ class RunActions(HookState):
     async def delete_run(self, run_id: str) -> None:
         await self._do(lambda: self.source.delete_run(run_id))
 
+    async def send_event(self, run_id: str, name: str, data: Any = None) -> None:
+        """Send event ``name`` with ``data`` to a run: its next ``step.wait_for_event(name)``
+        takes it (queued until then). Raises RunNotFound, InvalidRunState (a finished run) or
+        InvalidInput (a bad name, data that is not JSON), and keeps the message in ``error``."""
+        async def send() -> None:
+            try:  # the same refusal from an Engine and a Client (which could not even encode it)
+                json_copy(data)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"the data of event {name!r} cannot be stored as JSON: {exc}") from None
+            await self.source.send_event(run_id, name, data)
+
+        await self._do(send)
+
     async def get_run(self, run_id: str) -> Run | None:
         return await self._do(lambda: self.source.get_run(run_id))
 
@@ -247,6 +268,7 @@ def use_runs(
     page_size: int = 20,
     *,
     labels: Mapping[str, str] | None = None,
+    parent_id: str | None = None,
     live: bool = True,
 ) -> RunsState:
     """A page of runs, newest first, kept current from the run-change feed.
@@ -255,11 +277,12 @@ def use_runs(
         await runs.ready()
         for run in runs.runs: ...
         runs.next_page(); runs.set_filter(job_name="demo-steps")
+        children = use_runs(client, parent_id=run.id)     # the child runs of a run (step.invoke)
 
     Fields: ``runs``, ``total``, ``page`` (0-based), ``page_size``, ``page_count``, ``has_next``,
     ``has_prev``, ``is_loading``, ``error``.
     """
-    return RunsState(source, job_name, status, labels=labels, page_size=page_size, live=live)
+    return RunsState(source, job_name, status, labels=labels, parent_id=parent_id, page_size=page_size, live=live)
 
 
 def use_run_actions(source: Source) -> RunActions:
@@ -267,5 +290,6 @@ def use_run_actions(source: Source) -> RunActions:
 
         actions = use_run_actions(client)
         await actions.retry(run_id)      # raises too; actions.error keeps the message
+        await actions.send_event(run_id, "approval", {"ok": True})
     """
     return RunActions(source)

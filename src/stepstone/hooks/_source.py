@@ -16,7 +16,8 @@ __all__ = ["Source", "job_name_of", "source_scope"]
 
 @runtime_checkable
 class Source(Protocol):
-    """An :class:`~stepstone.Engine` or a :class:`~stepstone.client.Client`."""
+    """An :class:`~stepstone.Engine`, a :class:`~stepstone.client.Client` or a
+    :class:`~stepstone.browser.worker.WorkerSource` (an engine in a Web Worker)."""
 
     async def trigger(
         self,
@@ -37,6 +38,7 @@ class Source(Protocol):
         labels: Mapping[str, str] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> RunList: ...
 
     async def get_steps(self, run_id: str) -> list[StepRecord]: ...
@@ -46,6 +48,8 @@ class Source(Protocol):
     async def cancel(self, run_id: str) -> Run: ...
 
     async def delete_run(self, run_id: str) -> None: ...
+
+    async def send_event(self, run_id: str, name: str, data: Any = None) -> None: ...
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Run: ...
 
@@ -57,7 +61,12 @@ class Source(Protocol):
 
 
 def source_scope(source: Any) -> str:
-    """``server:<api_url>`` for a Client, ``local`` for an Engine: stored run ids never mix."""
+    """The source's own ``scope`` when it has one (a :class:`~stepstone.browser.worker.WorkerSource`
+    says ``worker:<script>``), else ``server:<api_url>`` for a Client and ``local`` for an Engine:
+    stored run ids never mix."""
+    scope = getattr(source, "scope", None)
+    if isinstance(scope, str) and scope:
+        return scope
     api_url = getattr(source, "api_url", None)
     return f"server:{api_url}" if isinstance(api_url, str) else "local"
 

@@ -24,6 +24,8 @@ so this module can be imported (and its pure parts used) anywhere.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,6 +45,8 @@ from ._base import HookState
 __all__ = [
     "ListView",
     "bind",
+    "countdown",
+    "countdown_text",
     "element",
     "field_value",
     "get_element",
@@ -81,3 +85,24 @@ def bind(state: S, render: Callable[[S], Any]) -> Callable[[], None]:
     unsubscribe = state.subscribe(changed)
     run()
     return unsubscribe
+
+
+def countdown_text(until: float, now: float | None = None) -> str:
+    """How long until ``until`` (epoch seconds), for a live countdown: ``in 42 s``, ``in 4 min 05 s``,
+    ``in 2 h 05 min``, ``in 3 d 4 h``; ``due now`` once it passed (a sleeping run about to wake)."""
+    left = math.ceil(until - (time.time() if now is None else now))
+    if left <= 0:
+        return "due now"
+    if left < 60:
+        return f"in {left} s"
+    if left < 3600:
+        return f"in {left // 60} min {left % 60:02d} s"
+    if left < 86400:
+        return f"in {left // 3600} h {left % 3600 // 60:02d} min"
+    return f"in {left // 86400} d {left % 86400 // 3600} h"
+
+
+def countdown(until: float) -> Any:
+    """A ``<span class="countdown" data-until="…">`` showing :func:`countdown_text`; a page keeps
+    every such span current by setting its text again once a second."""
+    return element("span", countdown_text(until), "countdown", data_until=repr(until))
