@@ -57,6 +57,13 @@ def test_max_body_caps_stream_appends_and_creates(small: Server) -> None:
     assert httpx.head(small.stream_url("born-big")).status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/api/trigger", "/api/event", "/api/schedules"])
+def test_every_endpoint_that_reads_a_body_refuses_one_over_the_cap(small: Server, path: str) -> None:
+    pad = "x" * MAX_BODY
+    over = httpx.post(f"{small.url}{path}", json={"runId": "r", "name": "n", "data": pad})
+    assert over.status_code == 413 and error_code(over) == "payload_too_large", over.text
+
+
 def test_subscription_bodies_over_the_cap_are_413_and_too_deep_400(small: Server) -> None:
     pad = "x" * MAX_BODY
     response = httpx.put(
