@@ -14,19 +14,19 @@ only; must never import httpx, js or pyodide at module level.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from .._errors import RunNotFound, ServerUnavailable, WaitTimeout
-from .._http import EventSourceStream, EventSourceTransport, Response, StreamResponse, Transport, default_transport
+from .._http import EventSourceTransport, Response, Transport, default_transport
 from .._models import EVENT_TYPES, Event, Run, RunChange, RunList, RunStatus, StepRecord, TriggerResult, page_filter
-from .._schedules import Schedule
-from .._sse import SSEMessage, SSEParser
+from .._sse import SSEMessage
+from ._connection import Backoff, Connection, FetchConnection, Gap, NativeConnection
+from ._schedules import ClientSchedules
 from ._wire import (
     JobInfo,
     error_from_response,
@@ -41,46 +41,6 @@ from ._wire import (
 __all__ = ["Client"]
 
 log = logging.getLogger("stepstone.client")
-
-
-class _Backoff:
-    """Reconnect pacing: exponential delays (or the server's ``retry:``), capped, and a give-up
-    budget of ``budget`` seconds without reaching the server."""
-
-    def __init__(self, first: float, cap: float, budget: float) -> None:
-        self.first, self.cap, self.budget = first, cap, budget
-        self.delay = first
-        self.hint: float | None = None
-        self.failing_since: float | None = None
-
-    def alive(self) -> None:
-        """The server sent something (a keep-alive will do): the give-up clock starts over."""
-        self.failing_since = None
-
-    def lost(self) -> None:
-        """The connection dropped and is being re-established elsewhere (a native EventSource):
-        the give-up clock starts, unless it is already running."""
-        if self.failing_since is None:
-            self.failing_since = asyncio.get_running_loop().time()
-
-    def progressed(self) -> None:
-        self.failing_since = None
-        self.delay = self.first
-
-    async def wait(self, error: BaseException) -> None:
-        """Sleep before the next attempt, or raise ``error`` once the budget is spent."""
-        now = asyncio.get_running_loop().time()
-        if self.failing_since is None:
-            self.failing_since = now
-        elif now - self.failing_since >= self.budget:
-            raise error
-        delay = self.hint if self.hint is not None else self.delay
-        self.delay = min(self.delay * 2, self.cap)
-        await asyncio.sleep(min(delay, self.cap))
-
-
-class _Gap(Exception):
-    """The stream skipped a seq: reconnect from the first missing one."""
 
 
 class Client:
@@ -278,7 +238,7 @@ class Client:
         except TimeoutError:
             raise WaitTimeout(f"run {run_id!r} is still not finished after {timeout} s") from None
 
-    async def _existing_retrying(self, run_id: str, backoff: _Backoff) -> Run:
+    async def _existing_retrying(self, run_id: str, backoff: Backoff) -> Run:
         while True:
             try:
                 run = await self._existing(run_id)
@@ -297,7 +257,7 @@ class Client:
 
     async def _open(
         self, path: str, params: Mapping[str, Any], last_id: str | None, event_types: Sequence[str] | None = None
-    ) -> _Connection:
+    ) -> Connection:
         """Open a live stream: with ``event_types``, a native EventSource listening for them; else a
         streaming GET. An error answer raises the exception it maps to."""
         url = self.url(path, params)
@@ -310,7 +270,7 @@ class Client:
                 raise ServerUnavailable(f"GET {url}: no answer within {self.timeout} s") from None
             if isinstance(opened, Response):
                 raise error_from_response(opened.status, opened.body, "GET", url)
-            return _NativeConnection(url, opened, self.idle_timeout)
+            return NativeConnection(url, opened, self.idle_timeout)
         headers = {"accept": "text/event-stream", "cache-control": "no-cache", **self.headers}
         if last_id is not None:
             headers["last-event-id"] = last_id
@@ -320,7 +280,7 @@ class Client:
         except TimeoutError:
             raise ServerUnavailable(f"GET {url}: no answer within {self.timeout} s") from None
         if response.status == 200:
-            return _FetchConnection(response, self.idle_timeout)
+            return FetchConnection(response, self.idle_timeout)
         body = bytearray()
         try:
             async with asyncio.timeout(self.timeout):
@@ -334,8 +294,8 @@ class Client:
             await response.aclose()
         raise error_from_response(response.status, bytes(body), "GET", url)
 
-    def _backoff(self) -> _Backoff:
-        return _Backoff(0.05, self.max_backoff, self.reconnect_timeout)
+    def _backoff(self) -> Backoff:
+        return Backoff(0.05, self.max_backoff, self.reconnect_timeout)
 
     async def subscribe(self, run_id: str, from_seq: int = 0) -> AsyncGenerator[Event, None]:
         """Every event of the run from ``from_seq`` on, then live ones, ending after the terminal
@@ -374,13 +334,13 @@ class Client:
                     if event is None or event.seq < next_seq:
                         continue
                     if event.seq > next_seq:
-                        raise _Gap()
+                        raise Gap()
                     next_seq = event.seq + 1
                     last_terminal = event.is_terminal
                     backoff.progressed()
                     yield event
-            except (ServerUnavailable, _Gap) as exc:
-                if isinstance(exc, _Gap) and native:
+            except (ServerUnavailable, Gap) as exc:
+                if isinstance(exc, Gap) and native:
                     # An EventSource hears only the event types it listens for: a newer server's
                     # new type leaves a hole. The streaming GET sees every event.
                     native = False
@@ -451,114 +411,6 @@ class Client:
             await backoff.wait(ServerUnavailable("the run-changes stream keeps ending"))
 
 
-def _never() -> bool:
-    return False
-
-
-class _Connection(Protocol):
-    """One live stream as the client reads it, whichever way it is carried."""
-
-    @property
-    def last_event_id(self) -> str | None:
-        """The last event id the stream carried (an id-only frame too, where it can see one)."""
-        ...
-
-    def messages(self, backoff: _Backoff, ended: Callable[[], bool] = ...) -> AsyncIterator[SSEMessage]:
-        """The stream's messages; ``ended()`` says whether the server would end it here (a run's
-        stream after its final event), so that a drop at that point is its end."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-class _FetchConnection:
-    """A streaming GET, parsed here; it ends when the response does, and a silence longer than
-    ``idle_timeout`` (the server's keep-alives stopped) counts as a drop."""
-
-    def __init__(self, response: StreamResponse, idle_timeout: float) -> None:
-        self._response = response
-        self._idle_timeout = idle_timeout
-        self._parser = SSEParser()
-
-    @property
-    def last_event_id(self) -> str | None:
-        return self._parser.last_event_id
-
-    async def messages(self, backoff: _Backoff, ended: Callable[[], bool] = _never) -> AsyncIterator[SSEMessage]:
-        chunks = self._response.__aiter__()
-        while True:
-            try:
-                async with asyncio.timeout(self._idle_timeout):
-                    chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise ServerUnavailable(f"the event stream was silent for {self._idle_timeout} s") from None
-            backoff.alive()
-            for message in self._parser.feed(chunk):
-                if message.retry is not None:
-                    backoff.hint = message.retry / 1000
-                yield message
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-class _NativeConnection:
-    """A native EventSource: it parses the stream and, when the connection drops, reconnects by
-    itself with ``Last-Event-ID`` (reported as ``"lost"``, then ``"open"``). While it is lost the
-    client's give-up clock runs as for its own reconnects: after ``reconnect_timeout`` seconds
-    without the server, ServerUnavailable. It ends when the EventSource is refused on reconnecting
-    (the client reopens it and so learns the answer: 503, 404, 401). Keep-alives are invisible to
-    it, so a stream silent for ``idle_timeout`` counts as a drop and is reopened."""
-
-    def __init__(self, url: str, source: EventSourceStream, idle_timeout: float) -> None:
-        self.url = url
-        self._source = source
-        self._idle_timeout = idle_timeout
-        self._last_event_id: str | None = None
-
-    @property
-    def last_event_id(self) -> str | None:
-        return self._last_event_id
-
-    async def messages(self, backoff: _Backoff, ended: Callable[[], bool] = _never) -> AsyncIterator[SSEMessage]:
-        items = self._source.__aiter__()
-        loop = asyncio.get_running_loop()
-        lost_since: float | None = None
-        while True:
-            # while lost, what is left of the give-up budget; else the idle bound
-            limit = self._idle_timeout if lost_since is None else max(0.0, lost_since + backoff.budget - loop.time())
-            try:
-                async with asyncio.timeout(limit):
-                    item = await items.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                if lost_since is None:
-                    raise ServerUnavailable(f"the event stream was silent for {self._idle_timeout} s") from None
-                raise ServerUnavailable(
-                    f"cannot reach the stepstone server at {self.url}: its event stream dropped and "
-                    f"did not come back within {backoff.budget:g} s"
-                ) from None
-            if item == "lost":
-                if ended():
-                    return  # the server closed the stream where it ends it: the EventSource must not go on
-                if lost_since is None:
-                    lost_since = loop.time()
-                    backoff.lost()
-                continue
-            lost_since = None
-            backoff.alive()
-            if isinstance(item, SSEMessage):
-                if item.id is not None:
-                    self._last_event_id = item.id
-                yield item
-
-    async def aclose(self) -> None:
-        await self._source.aclose()
-
-
 def _change_from_message(message: SSEMessage) -> RunChange | None:
     try:
         data = json.loads(message.data)
@@ -567,42 +419,3 @@ def _change_from_message(message: SSEMessage) -> RunChange | None:
     if not isinstance(data, Mapping) or "version" not in data:
         return None
     return run_change_from_json(data)
-
-
-class ClientSchedules:
-    """``client.schedules``: the server's cron schedules (``/schedules``)."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    async def create(
-        self,
-        name: str,
-        job: str,
-        cron: str,
-        *,
-        timezone: str = "UTC",
-        input: Any = None,
-        missed: str = "skip",
-        catch_up: int = 1,
-        version: str | None = None,
-    ) -> Schedule:
-        body = {"name": name, "job": job, "cron": cron, "timezone": timezone, "input": input, "missed": missed,
-                "catchUp": catch_up, "version": version}  # fmt: skip
-        return Schedule.from_json(await self._client._call("POST", "schedules", body=body))
-
-    async def list(self) -> builtins.list[Schedule]:
-        data = await self._client._call("GET", "schedules")
-        return [Schedule.from_json(item) for item in data.get("schedules", [])]
-
-    async def get(self, name: str) -> Schedule | None:
-        return next((s for s in await self.list() if s.name == name), None)
-
-    async def pause(self, name: str) -> Schedule:
-        return Schedule.from_json(await self._client._call("POST", "schedules/pause", {"name": name}))
-
-    async def resume(self, name: str) -> Schedule:
-        return Schedule.from_json(await self._client._call("POST", "schedules/resume", {"name": name}))
-
-    async def delete(self, name: str) -> None:
-        await self._client._call("DELETE", "schedules", {"name": name})
