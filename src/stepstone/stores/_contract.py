@@ -26,10 +26,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .._errors import RunNotFound, StaleLeaseError
 from .._models import Event, Progress, Run, RunChange, RunStatus, StepRecord, Wait
 from .._stream_models import AppendRequest, AppendResult, CreateResult, NewStream, Offset, ReadResult, StreamInfo
 
-__all__ = ["ClaimableFeed", "JobKeys", "NewEvent", "NewRun", "RunFilter", "Store", "StreamStore", "job_matches"]
+__all__ = [
+    "ClaimableFeed", "JobKeys", "NewEvent", "NewRun", "RunFilter", "Store", "StreamStore", "fenced", "job_matches",
+]
 
 
 class ClaimableFeed(Protocol):
@@ -80,6 +83,19 @@ JobKeys = Collection[str | tuple[str, str]]
 def job_matches(jobs: JobKeys, name: str, version: str) -> bool:
     """Whether a run of ``name`` at ``version`` is among ``jobs`` (the rule every store applies)."""
     return name in jobs or (name, version) in jobs
+
+
+def fenced(run: Run | None, run_id: str, epoch: int | None) -> Run:
+    """The fencing rule for stores that hold runs as :class:`Run` objects: with ``epoch`` None, the
+    run must exist (``RunNotFound``); with an epoch, it must still be running at that epoch
+    (``StaleLeaseError``)."""
+    if epoch is None:
+        if run is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return run
+    if run is None or run.epoch != epoch or run.status != "running":
+        raise StaleLeaseError(f"run {run_id!r} is no longer held at epoch {epoch}")
+    return run
 
 
 @runtime_checkable

@@ -11,10 +11,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..._errors import InvalidRunState, RunNotFound, StaleLeaseError
+from ..._errors import InvalidRunState
 from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord, Wait
 from ..._notify import RUNS_KEY, Hub
-from .._contract import JobKeys, NewEvent, NewRun, RunFilter, job_matches
+from .._contract import JobKeys, NewEvent, NewRun, RunFilter, fenced, job_matches
 from ._streams import MemoryStreamsMixin
 
 __all__ = ["MemoryStore"]
@@ -92,20 +92,10 @@ class MemoryStore(MemoryStreamsMixin):
                 del self._awaited[child]
 
     def _get(self, run_id: str) -> Run:
-        run = self._runs.get(run_id)
-        if run is None:
-            raise RunNotFound(f"no run with id {run_id!r}")
-        return run
+        return fenced(self._runs.get(run_id), run_id, None)
 
     def _fenced(self, run_id: str, epoch: int | None) -> Run:
-        run = self._runs.get(run_id)
-        if epoch is None:
-            if run is None:
-                raise RunNotFound(f"no run with id {run_id!r}")
-            return run
-        if run is None or run.epoch != epoch or run.status != "running":
-            raise StaleLeaseError(f"run {run_id!r} is no longer held at epoch {epoch}")
-        return run
+        return fenced(self._runs.get(run_id), run_id, epoch)
 
     def _append(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, list[Event]]:
         log = self._events.setdefault(run.id, [])

@@ -37,10 +37,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..._errors import RunNotFound, SchemaError, StaleLeaseError, StoreError
+from ..._errors import SchemaError, StoreError
 from ..._models import Event, Run, StepRecord
 from ..._notify import Hub
-from .._contract import NewEvent
+from .._contract import NewEvent, fenced
 from ._log import SCHEMA, decode_frames, encode_frame, header
 from ._rows import LogDir, LogFile, _last_rows, row_run, row_step, run_row, step_row
 
@@ -469,17 +469,7 @@ class LogState:
                 self._set_awaited(ops, child, None)
 
     def _get(self, run_id: str) -> Run:
-        run = self._runs.get(run_id)
-        if run is None:
-            raise RunNotFound(f"no run with id {run_id!r}")
-        return run
+        return fenced(self._runs.get(run_id), run_id, None)
 
     def _fenced(self, run_id: str, epoch: int | None) -> Run:
-        run = self._runs.get(run_id)
-        if epoch is None:
-            if run is None:
-                raise RunNotFound(f"no run with id {run_id!r}")
-            return run
-        if run is None or run.epoch != epoch or run.status != "running":
-            raise StaleLeaseError(f"run {run_id!r} is no longer held at epoch {epoch}")
-        return run
+        return fenced(self._runs.get(run_id), run_id, epoch)
