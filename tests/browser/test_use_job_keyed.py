@@ -55,7 +55,9 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
+def context(browser: Any, server: ServerProcess) -> Iterator[Any]:
+    """Depends on ``server`` so that its pages close before the server stops: a page still
+    following a run would otherwise log the refused reconnect of its EventSource."""
     context = browser.new_context()
     outside = guard_offline(context)
     errors = collect_page_errors(context)
