@@ -8,7 +8,7 @@
 
 Everything lands in ./.venv, ./node_modules and ./dist; re-running only redoes what changed: the
 venv is stamped with pyproject.toml, node_modules with package-lock.json, and dist/site with
-everything it is made from (src/, web/, package-lock.json, tools/site.py, pyproject.toml), so a
+everything it is made from (src/, web/, package-lock.json, tools/, pyproject.toml), so a
 `serve` with nothing changed starts the server at once (`site --force` rebuilds anyway).
 """
 
@@ -48,7 +48,7 @@ def _stamp(name: str, *inputs: Path) -> tuple[Path, str]:
 
 
 #: what dist/site is made from; a change to any of these rebuilds the wheel and the site
-SITE_INPUTS = ("src", "web", "package-lock.json", "tools/site.py", "pyproject.toml")
+SITE_INPUTS = ("src", "web", "package-lock.json", "tools", "pyproject.toml")
 SITE_STAMP = DIST / ".stamp-site"
 
 

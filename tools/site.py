@@ -12,26 +12,38 @@
 - ``wheels/micropip-….whl``: downloaded once from PyPI for Pyodide's Python, cached in
   ``dist/cache/`` so later builds are offline;
 - ``simple/``: a PEP 503 index of the served wheels, for ``micropip.install(name, index_urls=…)``;
-- ``pyscript.json``: the PyScript config every page uses (local interpreter; the stepstone wheel
-  unpacked into site-packages, so no micropip is needed at page load; PyScript's editor, terminal,
-  game and "donkey" plugins left out, as no page uses them and PyScript loads them before Pyodide);
-- ``stepstone-config.json``: the same facts for plain-JS loaders (tests, benchmarks).
+- ``wheels/stepstone-<version>.zip``: the wheel's files (no ``RECORD``) as a zip that Python
+  imports from directly (zipimport), with byte code beside each module: nothing to unpack at page
+  load;
+- ``snapshot/pyodide-<version>-stepstone-<version>.snapshot``: Pyodide's memory once it has started
+  and imported stepstone (``make_snapshot``), so that a page restores it instead of starting Python;
+- ``vendor/pyscript/pyscript.cpython-314.marshal``: the byte code of the Python package PyScript
+  writes and imports at every start;
+- ``stepstone-pyodide.mjs``: this site's ``loadPyodide`` (``_LOADER``), which puts those three to
+  use; the pages that use ``pyscript.json`` call its ``start()`` from their head;
+- ``pyscript.json``: the PyScript config every page uses (``interpreter``: that loader, so
+  ``import stepstone`` works with no micropip and no ``files`` to unpack; PyScript's editor,
+  terminal, game and "donkey" plugins left out, as no page uses them and PyScript loads them
+  before Pyodide);
+- ``stepstone-config.json``: the same facts for plain-JS loaders (tests, benchmarks, the worker).
 
 For caching, ``vendor/pyodide/`` and ``vendor/pyscript/`` are also placed under versioned names,
 ``vendor/pyodide@<version>-<hash>/`` (``<hash>``: 8 hex digits of sha256 over the directory's
 files), which ``stepstone serve`` serves as immutable; the configs and every page of the site name
 those (the unversioned directories stay, revalidated on each use, for pages written against them).
-The wheel keeps its name and is named by a content-addressed URL, ``/wheels/~<sha256[:16]>/<wheel>``,
-immutable while the file matches (see ``stepstone/server/_static.py``).
+The wheel, the zip, the snapshot and the loader keep their names and are named by
+content-addressed URLs (``/wheels/~<sha256[:16]>/<wheel>``), immutable while the file matches
+(see ``stepstone/server/_static.py``).
 
 Byte code: the npm package's ``python_stdlib.zip`` holds only sources, so every page compiled each
 standard module it imported, on every visit (with the stepstone wheel's own modules, about a second
-of a page's boot on a busy machine). The build compiles both once, with Pyodide's own CPython in
-Node (``node`` comes with npm): the served ``python_stdlib.zip`` gets ``name.pyc`` beside each
-``name.py`` (where zipimport looks; unchecked hash-based: the file is immutable) and the served
-wheel gets ``__pycache__/*.cpython-314.pyc`` (checked hash-based: a source edited in place is
-compiled again, never run stale) listed in its RECORD. The compiled standard library is cached in
-``dist/cache/`` by the source archive's hash. Without ``node`` the site is built without byte code.
+of a page's boot on a busy machine). The build compiles them once, with Pyodide's own CPython in
+Node (``node`` comes with npm): the served ``python_stdlib.zip`` and the stepstone zip get
+``name.pyc`` beside each ``name.py`` (where zipimport looks; unchecked hash-based: the files are
+immutable), the served wheel gets ``__pycache__/*.cpython-314.pyc`` listed in its RECORD and
+PyScript's package gets its marshal file (both checked hash-based: a source that differs is
+compiled again, never run stale). The compiled standard library is cached in ``dist/cache/`` by the
+source archive's hash. Without ``node`` the site is built without byte code and without a snapshot.
 
 Files are hard-linked from ``node_modules`` where the file system allows (a rebuild takes
 milliseconds) and copied otherwise. Stdlib only.
@@ -42,45 +54,27 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-NODE_MODULES = ROOT / "node_modules"
-CACHE = ROOT / "dist" / "cache"
+from _common import CACHE, NODE_MODULES, ROOT, WHEEL, log, npm_version, place, sha256
+from pyodide_build import (
+    PYSCRIPT_BYTECODE,
+    compile_bytecode,
+    importable_zip,
+    loader_text,
+    make_snapshot,
+    zip_name,
+)
+
 MICROPIP_VERSION = "0.11.1"
 #: @pyscript/core plugins the stepstone pages leave out (``error``, which shows a page's Python
 #: errors in the page, stays)
 UNUSED_PLUGINS = ("deprecations-manager", "donkey", "py-editor", "py-game", "py-terminal")
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.js", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip")
-
-
-def log(message: str) -> None:
-    print(f"[site] {message}", flush=True)
-
-
-def npm_version(package: str) -> str:
-    version: str = json.loads((NODE_MODULES / package / "package.json").read_text())["version"]
-    return version
-
-
-def place(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (copy across file systems); replaces ``dst``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def micropip_wheel(python: str) -> Path:
@@ -139,89 +133,11 @@ def vendor_pyscript(site: Path) -> int:
     return count
 
 
-_COMPILE_JS = """
-import { loadPyodide } from %(module)s;
-import { readFileSync, writeFileSync } from "node:fs";
-const jobs = JSON.parse(process.argv.at(-1));
-const py = await loadPyodide({ indexURL: %(index)s });
-for (const [i, job] of jobs.entries()) py.FS.writeFile(`/tmp/in-${i}.zip`, readFileSync(job.src));
-py.globals.set("JOBS", JSON.stringify(jobs));
-py.runPython(%(python)s);
-for (const [i, job] of jobs.entries()) writeFileSync(job.dst, py.FS.readFile(`/tmp/out-${i}.zip`));
-"""
-
-_COMPILE_PY = """
-import importlib.util, json, zipfile
-from importlib._bootstrap_external import _code_to_hash_pyc
-
-for i, job in enumerate(json.loads(JOBS)):
-    added = []
-    record = None
-    with zipfile.ZipFile(f"/tmp/in-{i}.zip") as zin, zipfile.ZipFile(f"/tmp/out-{i}.zip", "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename.endswith(".dist-info/RECORD"):
-                record = (info, data)
-                continue
-            zout.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
-            if not info.filename.endswith(".py"):
-                continue
-            try:
-                code = compile(data, job["where"] + "/" + info.filename, "exec", dont_inherit=True)
-            except SyntaxError:
-                continue
-            pyc = _code_to_hash_pyc(code, importlib.util.source_hash(data), job["checked"])
-            folder, _, name = info.filename.rpartition("/")
-            if job["layout"] == "zipimport":
-                target = info.filename + "c"
-            else:
-                target = (folder + "/" if folder else "") + "__pycache__/" + name[:-3] + ".cpython-314.pyc"
-            entry = zipfile.ZipInfo(target, date_time=info.date_time)
-            zout.writestr(entry, pyc, compress_type=zipfile.ZIP_DEFLATED)
-            added.append(target)
-        if record is not None:
-            lines = record[1].decode().rstrip("\\n") + "\\n" + "".join(f"{name},,\\n" for name in added)
-            zout.writestr(record[0], lines.encode(), compress_type=zipfile.ZIP_DEFLATED)
-"""
-
-
-def compile_bytecode(site: Path, wheel_name: str, python: str) -> str:
-    """Add Pyodide byte code to the served standard library and wheel (see the module docstring)."""
-    node = shutil.which("node")
-    if node is None:
-        return "no byte code (node is missing)"
-    stdlib = site / "vendor" / "pyodide" / "python_stdlib.zip"
-    cached = CACHE / f"python_stdlib-{sha256(stdlib)[:16]}-pyc.zip"
-    wheel = site / "wheels" / wheel_name
-    jobs = [{"src": str(wheel), "dst": str(wheel) + ".pyc", "where": f"/lib/python{python}/site-packages",
-             "layout": "pycache", "checked": True}]  # fmt: skip
-    if not cached.exists():
-        where = f"/lib/python{python.replace('.', '')}.zip"  # where Pyodide mounts it
-        jobs.append({"src": str(stdlib), "dst": str(cached) + ".tmp", "where": where, "layout": "zipimport",
-                     "checked": False})  # fmt: skip
-    index = (NODE_MODULES / "pyodide").as_posix() + "/"
-    script = _COMPILE_JS % {
-        "module": json.dumps(index + "pyodide.mjs"), "index": json.dumps(index), "python": json.dumps(_COMPILE_PY),
-    }  # fmt: skip
-    command = [node, "--input-type=module", "-e", script, json.dumps(jobs)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"compiling byte code with Pyodide in node failed:\n{result.stderr.strip()[-2000:]}")
-    if not cached.exists():
-        os.replace(str(cached) + ".tmp", cached)
-    os.replace(str(wheel) + ".pyc", wheel)
-    place(cached, stdlib)
-    return f"byte code for the standard library ({cached.name}) and {wheel_name}"
-
-
-_WHEEL = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-")
-
-
 def write_simple_index(site: Path) -> list[str]:
     """PEP 503: ``simple/<normalised-name>/index.html`` linking each wheel in ``wheels/``."""
     projects: dict[str, list[Path]] = {}
     for wheel in sorted((site / "wheels").glob("*.whl")):
-        match = _WHEEL.match(wheel.name)
+        match = WHEEL.match(wheel.name)
         if match:
             name = re.sub(r"[-_.]+", "-", match["name"]).lower()
             projects.setdefault(name, []).append(wheel)
@@ -255,20 +171,21 @@ def versioned_copy(folder: Path, version: str) -> str:
 def content_url(site: Path, relative: str) -> str:
     """The content-addressed URL of a file of the site: ``/DIR/~<sha256[:16]>/NAME``."""
     path = site / relative
-    return f"/{path.parent.relative_to(site).as_posix()}/~{sha256(path)[:16]}/{path.name}"
+    folder = path.parent.relative_to(site).as_posix()
+    return f"{'' if folder == '.' else '/' + folder}/~{sha256(path)[:16]}/{path.name}"
 
 
-def version_pages(site: Path, renames: dict[str, str]) -> list[str]:
+def version_pages(site: Path, renames: dict[str, str], loader: str) -> list[str]:
     """Point every page of the site at the versioned vendor directories (``/vendor/pyscript/`` →
     ``/vendor/pyscript@…/``): immutable on a return visit instead of revalidated. A page that loads
-    PyScript also gets ``modulepreload`` links for Pyodide's two modules, so the browser reads and
-    compiles them while PyScript is still starting up, not after."""
+    PyScript also gets ``modulepreload`` links for the loader and Pyodide's two modules, so the
+    browser reads and compiles them while PyScript is still starting up, not after."""
     changed = []
     core = f'<script type="module" src="/vendor/{renames["pyscript"]}/core.js"></script>'
-    preload = "".join(
-        f'<link rel="modulepreload" href="/vendor/{renames["pyodide"]}/{name}">\n  '
-        for name in ("pyodide.mjs", "pyodide.asm.mjs")
-    )
+    modules = [loader] + [f"/vendor/{renames['pyodide']}/{name}" for name in ("pyodide.mjs", "pyodide.asm.mjs")]
+    preload = "".join(f'<link rel="modulepreload" href="{url}">\n  ' for url in modules)
+    early = f'<script type="module">import {{ start }} from "{loader}"; start();</script>\n  '
+    main_config = re.compile(r'<script type="py"(?![^>]*\bworker\b)[^>]*config="/pyscript\.json"')
     for page in sorted(site.rglob("*.html")):
         if page.relative_to(site).parts[0] in ("vendor", "simple"):
             continue
@@ -276,26 +193,47 @@ def version_pages(site: Path, renames: dict[str, str]) -> list[str]:
         for old, new in renames.items():
             text = text.replace(f'"/vendor/{old}/', f'"/vendor/{new}/')
         if core in text and "modulepreload" not in text:
-            text = text.replace(core, preload + core, 1)
+            # a page whose main-thread script uses this site's pyscript.json also starts Pyodide
+            # at once (the loader's start()), instead of once PyScript has set itself up
+            text = text.replace(core, preload + (early if main_config.search(text) else "") + core, 1)
         if text != original:
             page.write_text(text)
             changed.append(page.relative_to(site).as_posix())
     return changed
 
 
-def write_configs(site: Path, wheel_name: str, micropip: Path, python: str, vendor: dict[str, str]) -> None:
-    site_packages = f"/lib/python{python}/site-packages/*"
+def write_loader(site: Path, wheel_name: str, vendor: dict[str, str], snapshot: Path | None) -> str:
+    """``stepstone-pyodide.mjs`` (``tools/loader.mjs`` with this site's URLs); returns its
+    content-addressed URL."""
+    bytecode = site / "vendor" / vendor["pyscript"] / PYSCRIPT_BYTECODE
+    text = loader_text(
+        pyodide=f"/vendor/{vendor['pyodide']}/",
+        zip_url=content_url(site, f"wheels/{zip_name(wheel_name)}"),
+        zip_name=zip_name(wheel_name),
+        snapshot=content_url(site, snapshot.relative_to(site).as_posix()) if snapshot else None,
+        bytecode=f"/vendor/{vendor['pyscript']}/{PYSCRIPT_BYTECODE}" if bytecode.exists() else None,
+    )
+    (site / "stepstone-pyodide.mjs").write_text(text)
+    return content_url(site, "stepstone-pyodide.mjs")
+
+
+def write_configs(
+    site: Path, wheel_name: str, micropip: Path, python: str, vendor: dict[str, str], loader: str,
+    snapshot: Path | None,
+) -> None:
     wheel = content_url(site, f"wheels/{wheel_name}")
     pyodide = f"/vendor/{vendor['pyodide']}/"
     pyscript = {
-        "interpreter": f"{pyodide}pyodide.mjs",
-        "files": {wheel: site_packages},
+        "interpreter": loader,
         # PyScript loads these plugins before it starts Pyodide; no stepstone page uses them
         # (a page that wants its own terminal or editor uses a config of its own)
         "plugins": [f"!{name}" for name in UNUSED_PLUGINS],
     }
     (site / "pyscript.json").write_text(json.dumps(pyscript, indent=2) + "\n")
     config = {
+        "loader": loader,
+        "zip": content_url(site, f"wheels/{zip_name(wheel_name)}"),
+        "snapshot": content_url(site, snapshot.relative_to(site).as_posix()) if snapshot else None,
         "wheel": wheel,
         "micropip": f"/wheels/{micropip.name}",
         "pyodideIndexURL": pyodide,
@@ -319,15 +257,18 @@ def main(argv: list[str]) -> int:
     micropip = micropip_wheel(python)
     info = vendor_pyodide(site, micropip)
     place(micropip, site / "wheels" / micropip.name)
-    compiled = compile_bytecode(site, wheel_name, python)
     chunks = vendor_pyscript(site)
+    importable_zip(site, wheel_name)
+    compiled = compile_bytecode(site, wheel_name, python)
+    snapshot = make_snapshot(site, wheel_name, python)
     vendor = {
         "pyodide": versioned_copy(site / "vendor" / "pyodide", npm_version("pyodide")),
         "pyscript": versioned_copy(site / "vendor" / "pyscript", npm_version("@pyscript/core")),
     }
     projects = write_simple_index(site)
-    write_configs(site, wheel_name, micropip, python, vendor)
-    pages = version_pages(site, vendor)
+    loader = write_loader(site, wheel_name, vendor, snapshot)
+    write_configs(site, wheel_name, micropip, python, vendor, loader, snapshot)
+    pages = version_pages(site, vendor, loader)
     log(
         f"pyodide for python {info['python']}, {chunks} pyscript files, micropip {MICROPIP_VERSION}, "
         f"index of {', '.join(projects)}; {', '.join(sorted(vendor.values()))} for {len(pages)} pages; {compiled}"

@@ -11,7 +11,8 @@
 // The page and the worker exchange JSON text (stepstone/browser/_rpc.py). Until the script listens,
 // the page's messages are queued here; if the worker cannot start, this file answers them with the
 // reason (`boot-error`), so the page's start_worker() raises it instead of waiting for ever.
-// Nothing is fetched from another origin: the Pyodide and wheel URLs come from /stepstone-config.json.
+// Nothing is fetched from another origin: the loader's URL (Pyodide and the stepstone zip) comes from
+// /stepstone-config.json.
 
 const params = new URL(self.location.href).searchParams;
 const script = params.get("script");
@@ -81,9 +82,9 @@ try {
   const code = await text(script);
   const modules = await Promise.all(params.getAll("module").map(async (url) => [url, await text(url)]));
   const config = JSON.parse(await text("/stepstone-config.json"));
-  const { loadPyodide } = await import(config.pyodide);
-  const pyodide = await loadPyodide({ indexURL: config.pyodideIndexURL });
-  await pyodide.loadPackage(config.wheel); // does not reject on failure: the import below checks
+  // the site's loader: Pyodide, with stepstone importable from a zip (nothing to unpack)
+  const { loadPyodide } = await import(config.loader);
+  const pyodide = await loadPyodide();
   pyodide.runPython("import sys, stepstone\nif '/home/pyodide' not in sys.path: sys.path.insert(0, '/home/pyodide')");
   self.pyodide = pyodide; // for debugging from the devtools' worker console
   for (const [url, source] of modules) pyodide.FS.writeFile(`/home/pyodide/${url.split("/").pop()}`, source);

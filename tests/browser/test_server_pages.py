@@ -36,7 +36,9 @@ EXPECTED_FAILURES = ("Failed to load resource", "net::ERR_")
 
 
 def private_site(dest: Path) -> Path:
-    """dist/site's vendored runtimes (hard links), this tree's web/ pages, src/stepstone as the wheel."""
+    """dist/site's vendored runtimes (hard links), this tree's web/ pages, src/stepstone as the wheel
+    and the zip. The loader's memory snapshot holds the stepstone modules of dist/site's build, so
+    this site's loader starts Python instead (its path without a snapshot)."""
     base = ensure_site()
     site = dest / "site"
     shutil.copytree(base, site, copy_function=os.link)
@@ -44,14 +46,20 @@ def private_site(dest: Path) -> Path:
         if page.is_file():
             (site / page.name).unlink(missing_ok=True)
             shutil.copy2(page, site / page.name)
-    wheels = list((site / "wheels").glob("stepstone-*.whl"))
-    assert wheels, f"no stepstone wheel in {base / 'wheels'}"
-    for wheel in wheels:  # pyscript.json unpacks this archive into site-packages
+    archives = list((site / "wheels").glob("stepstone-*.whl")) + list((site / "wheels").glob("stepstone-*.zip"))
+    assert len(archives) == 2, f"no stepstone wheel and zip in {base / 'wheels'}"
+    for wheel in archives:  # the pages import the zip (stepstone-pyodide.mjs), workers and micropip the wheel
         wheel.unlink()
         with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted((ROOT / "src" / "stepstone").rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
                     archive.write(path, path.relative_to(ROOT / "src").as_posix())
+    loader = site / "stepstone-pyodide.mjs"
+    text = loader.read_text()
+    loader.unlink()  # a hard link into dist/site
+    no_snapshot = re.sub(r"^export const snapshot = .*;$", "export const snapshot = null;", text, count=1, flags=re.M)
+    loader.write_text(no_snapshot)
+    assert "export const snapshot = null;" in loader.read_text()
     return site
 
 
