@@ -105,6 +105,9 @@ def test_a_return_visit_takes_the_runtimes_from_the_browser_cache(playwright: An
         assert first[path] > 0, f"{path} came over the network on the first visit"
         assert second[path] == 0, f"{path} should come from the cache on a return visit, not the server"
     assert 0 < second["/pyscript.json"] < 1000, "a page's config is revalidated (a small 304)"
+    wasm = cfg["pyodideIndexURL"] + "pyodide.asm.wasm"
+    size = (SITE / "vendor" / "pyodide" / "pyodide.asm.wasm").stat().st_size
+    assert first[wasm] < size / 2, "the WebAssembly comes gzipped (its .gz copy)"
 
 
 LOADER_BOOT = """async (cfg) => {

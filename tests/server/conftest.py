@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -61,6 +63,12 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (site / "sub" / "page.txt").write_text("hello")
     (site / "docs").mkdir()
     (site / "docs" / "index.html").write_text("<p>docs</p>")
+    big = b"\0asm\1\0\0\0" + bytes(range(256)) * 64
+    (site / "big.wasm").write_bytes(big)
+    (site / "big.wasm.gz").write_bytes(gzip.compress(big, mtime=0))  # written after: newer
+    (site / "stale.js").write_text("console.log('new');\n")
+    (site / "stale.js.gz").write_bytes(gzip.compress(b"console.log('old');\n", mtime=0))
+    os.utime(site / "stale.js.gz", ns=(0, 0))  # older than the file it was made from
     return site
 
 

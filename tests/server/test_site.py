@@ -112,3 +112,37 @@ def test_site_refuses_writes(api_server: Server) -> None:
 def test_site_is_not_behind_the_api(api_server: Server) -> None:
     # /api without a trailing path is not an endpoint; it falls to the site (404, not an API error)
     assert httpx.get(api_server.url + "/api").status_code == 404
+
+
+BIG = b"\0asm\1\0\0\0" + bytes(range(256)) * 64
+
+
+def test_a_gzipped_copy_is_sent_to_clients_that_take_gzip(api_server: Server) -> None:
+    packed = httpx.get(api_server.url + "/big.wasm", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    assert packed.headers["content-type"] == "application/wasm" and packed.content == BIG  # httpx decodes
+    assert int(packed.headers["content-length"]) < len(BIG) / 4
+    for refusal in ("identity", "gzip;q=0, br", "br, *;q=0", "gzip;q=0, *"):
+        plain = httpx.get(api_server.url + "/big.wasm", headers={"Accept-Encoding": refusal})
+        assert "content-encoding" not in plain.headers, refusal
+        assert plain.headers["vary"] == "Accept-Encoding" and plain.content == BIG, refusal
+        assert plain.headers["etag"] != packed.headers["etag"], refusal
+    star = httpx.get(api_server.url + "/big.wasm", headers={"Accept-Encoding": "br, *"})
+    assert star.headers["content-encoding"] == "gzip"
+
+
+def test_a_gzipped_copy_revalidates_with_its_own_etag(api_server: Server) -> None:
+    first = httpx.get(api_server.url + "/big.wasm", headers={"Accept-Encoding": "gzip"})
+    condition = {"Accept-Encoding": "gzip", "If-None-Match": first.headers["etag"]}
+    again = httpx.get(api_server.url + "/big.wasm", headers=condition)
+    assert again.status_code == 304 and again.headers["vary"] == "Accept-Encoding"
+    head = httpx.head(api_server.url + "/big.wasm", headers={"Accept-Encoding": "gzip"})
+    assert head.status_code == 200 and head.headers["content-encoding"] == "gzip" and head.content == b""
+
+
+def test_a_gzipped_copy_older_than_its_file_is_not_sent(api_server: Server) -> None:
+    response = httpx.get(api_server.url + "/stale.js", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in response.headers and "vary" not in response.headers
+    assert response.text == "console.log('new');\n"
+    files_without_copies = httpx.get(api_server.url + "/main.js", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in files_without_copies.headers and "vary" not in files_without_copies.headers

@@ -16,6 +16,12 @@ Caching (what ``tools/site.py`` builds the site for):
 * everything else (the pages, their scripts, the configs) is ``no-cache`` with an ``ETag``: always
   revalidated, a ``304`` when unchanged.
 
+Compression: a file with a gzipped copy beside it (``NAME.gz``, which ``tools/site.py`` writes for
+the large ones: Pyodide's WebAssembly, the memory snapshot) is sent as that copy with
+``Content-Encoding: gzip`` to a client whose ``Accept-Encoding`` takes gzip, and as itself to any
+other; both carry ``Vary: Accept-Encoding`` and an ``ETag`` of their own. A ``.gz`` older than its
+file is ignored (the file changed since it was compressed).
+
 Server-only (imports starlette).
 """
 
@@ -198,15 +204,56 @@ class SiteFiles:
             return
         cache_control = self._cache_control(path, full, info)
         headers = {"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
-        response = FileResponse(full, media_type=media_type(full), stat_result=info, headers=headers)
+        kind = media_type(full)
+        gzipped = _gzipped(full, info)
+        if gzipped is not None:
+            headers["Vary"] = "Accept-Encoding"
+            if _accepts_gzip(_request_header(scope, b"accept-encoding")):
+                full, info = gzipped
+                headers["Content-Encoding"] = "gzip"
+        response = FileResponse(full, media_type=kind, stat_result=info, headers=headers)
         etag = response.headers["etag"]
         for value in _request_header(scope, b"if-none-match").split(","):
             if value.strip() in (etag, "*"):
                 headers = {"ETag": etag, "Cache-Control": cache_control,
                            "Last-Modified": formatdate(info.st_mtime, usegmt=True)}
+                if gzipped is not None:
+                    headers["Vary"] = "Accept-Encoding"
                 response = Response(status_code=304, headers=headers)
                 break
         await response(scope, receive, send)
+
+
+def _gzipped(full: str, info: os.stat_result) -> tuple[str, os.stat_result] | None:
+    """``full``'s gzipped copy beside it, if there is one at least as new as the file."""
+    try:
+        packed = os.stat(full + ".gz")
+    except OSError:
+        return None
+    if not stat.S_ISREG(packed.st_mode) or packed.st_mtime_ns < info.st_mtime_ns:
+        return None
+    return full + ".gz", packed
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` value takes gzip: ``gzip`` (or ``x-gzip``) with q > 0, or,
+    when gzip is not named, ``*`` with q > 0."""
+    qualities: dict[str, float] = {}
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding.strip().lower()] = quality
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in qualities:
+            return qualities[coding] > 0
+    return False
 
 
 def _not_found(scope: Scope) -> Response:
