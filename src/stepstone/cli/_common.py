@@ -10,14 +10,15 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .._engine import Engine, create_engine
 from .._jobs import Job
-from .._models import Event, Run, RunList, RunStatus, StepRecord, TriggerResult, Wait
+from .._models import Run, Wait
 from .._schedules import SCHEDULE_JOB
+from ..hooks._source import Source  # what both an Engine and a Client offer
 
 __all__ = [
     "CLIError", "Opened", "Source", "add_engine_options", "add_source_options", "clock", "dated", "describe",
@@ -28,34 +29,6 @@ __all__ = [
 
 class CLIError(Exception):
     """A problem to report in one line (no traceback), exit status 1."""
-
-
-class Source(Protocol):
-    """What both an Engine and a Client offer; the commands work with either."""
-
-    async def trigger(
-        self, job_name: str, input: Any = None, *, idempotency_key: str | None = None,
-        concurrency_key: str | None = None, labels: dict[str, str] | None = None,
-    ) -> TriggerResult: ...
-
-    async def get_run(self, run_id: str) -> Run | None: ...
-
-    async def get_runs(
-        self, job_name: str | None = None, status: list[RunStatus] | None = None,
-        labels: dict[str, str] | None = None, limit: int = 50, offset: int = 0,
-    ) -> RunList: ...
-
-    async def get_steps(self, run_id: str) -> list[StepRecord]: ...
-
-    async def retry(self, run_id: str) -> Run: ...
-
-    async def cancel(self, run_id: str) -> Run: ...
-
-    async def delete_run(self, run_id: str) -> None: ...
-
-    async def send_event(self, run_id: str, name: str, data: Any = None) -> None: ...
-
-    def subscribe(self, run_id: str, from_seq: int = 0) -> AsyncIterator[Event]: ...
 
 
 # -- jobs modules ------------------------------------------------------------------------------
