@@ -581,7 +581,7 @@ def on_detail_click(event):
 
 
 # -- schedules ----------------------------------------------------------------------------------------
-SCHED = {"items": [], "error": None, "confirm": None, "loaded": False, "dirty": None}
+SCHED = {"items": [], "error": None, "confirm": None, "loaded": False, "dirty": None, "pending": {}}
 
 
 def schedule_button(label, action, name, cls="secondary"):
@@ -637,10 +637,23 @@ async def load_schedules():
             SCHED["error"] = f"Could not list the schedules: {message}"
             render_schedules()
         return
-    SCHED["items"], SCHED["loaded"] = items, True
+    SCHED["items"], SCHED["loaded"] = [settled(item) for item in items], True
     if SCHED["error"] and SCHED["error"].startswith("Could not list"):
         SCHED["error"] = None
     render_schedules()
+
+
+def settled(item):
+    """A schedule's run wakes to take a pause or a resume, then waits again: in between it lists
+    as neither paused nor planned. Until a listing shows it waiting again, the state the action
+    returned stands (a listing that shows anything else, another tab's doing, wins at once)."""
+    expected = SCHED["pending"].get(item.name)
+    if expected is None:
+        return item
+    if not item.paused and item.next_fire_at is None:  # between two waits
+        return expected
+    del SCHED["pending"][item.name]
+    return item
 
 
 def refresh_delay():
@@ -679,10 +692,12 @@ async def on_schedules_click(event):
     try:
         if action == "confirm-delete":
             SCHED["confirm"] = None
+            SCHED["pending"].pop(name, None)
             await client.schedules.delete(name)
             SCHED["items"] = [item for item in SCHED["items"] if item.name != name]
         else:
             changed = await getattr(client.schedules, action)(name)
+            SCHED["pending"][name] = changed
             SCHED["items"] = [changed if item.name == name else item for item in SCHED["items"]]
     except Exception as exc:
         SCHED["error"] = f"Could not {action.replace('confirm-', '')} schedule {name}: {describe_error(exc)[1]}"

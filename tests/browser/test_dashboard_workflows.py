@@ -20,7 +20,7 @@ import pytest
 
 from tests.client.helpers import ServerProcess, start_server
 
-from .harness import wait_for
+from .harness import run_py, wait_for
 from .test_server_pages import Contexts, api, contexts, dataset, open_page, site
 
 __all__ = ["contexts", "site"]  # fixtures, imported for this module
@@ -175,6 +175,22 @@ def listed(server: ServerProcess, name: str) -> dict[str, Any] | None:
     return next((s for s in api(server, "GET", "/schedules")["schedules"] if s["name"] == name), None)
 
 
+IN_BETWEEN = """
+import dataclasses, json
+item = next(item for item in SCHED["items"] if item.name == "NAME")
+SCHED["pending"]["NAME"] = item
+waking = dataclasses.replace(item, paused=False, next_fire_at=None)
+SCHED["items"] = [settled(waking)]
+render_schedules()
+cell = js.document.querySelector('#schedules tr[data-name="NAME"] td:nth-child(5)').innerText
+row = js.document.querySelector('#schedules tr[data-name="NAME"]').dataset.paused
+kept = "NAME" in SCHED["pending"]
+SCHED["items"] = [settled(item)]  # a listing that shows it waiting again settles it
+render_schedules()
+json.dumps([cell, row, "paused-by-listing" if kept and "NAME" not in SCHED["pending"] else "not settled"])
+"""
+
+
 def test_the_schedules_panel_pauses_resumes_and_deletes(server: ServerProcess, contexts: Contexts) -> None:
     api(server, "POST", "/schedules", {"name": "ui-nightly", "job": "demo-steps", "cron": "0 7 * * mon-fri",
                                        "timezone": "Europe/Paris"})
@@ -195,6 +211,9 @@ def test_the_schedules_panel_pauses_resumes_and_deletes(server: ServerProcess, c
     while not (listed(server, name) or {}).get("paused"):
         assert time.monotonic() < deadline, "the server never paused the schedule"
         time.sleep(0.05)
+    # a listing taken while the schedule's run wakes to take the pause shows it neither paused nor
+    # planned: the row keeps the state the pause returned (it used to flicker to "being planned…")
+    assert run_py(page, IN_BETWEEN.replace("NAME", name)) == ["— (paused)", "1", "paused-by-listing"]
 
     page.click(f"{schedule_row(name)} button[data-schedule-action=resume]")
     wait_for(page, f"document.querySelector({json.dumps(schedule_row(name))})?.dataset.paused === ''", 15)
