@@ -14,7 +14,9 @@ from typing import Any
 from ..._errors import InvalidRunState
 from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord, Wait
 from ..._notify import RUNS_KEY, Hub
-from .._contract import JobKeys, NewEvent, NewRun, RunFilter, fenced, job_matches
+from .. import _transitions as transitions
+from .._contract import JobKeys, NewEvent, NewRun, RunFilter, fenced
+from .._transitions import claimable
 from ._streams import MemoryStreamsMixin
 
 __all__ = ["MemoryStore"]
@@ -166,32 +168,13 @@ class MemoryStore(MemoryStreamsMixin):
         lease_until: float,
         exclude: Collection[str] = (),
     ) -> Run | None:
-        due = [rid for rid, wake_at in self._suspended.items() if wake_at is not None and wake_at <= now]
-        for run_id in sorted([*self._active, *due], key=self._pos.__getitem__):
-            run = self._runs[run_id]
-            if run.concurrency_key is not None:
-                first = min(self._by_key[run.concurrency_key], key=self._pos.__getitem__)
-                if first != run_id:
-                    continue
-            if run_id in exclude or not job_matches(jobs, run.job_name, run.job_version):
-                continue
-            expired = run.lease_expires_at is None or run.lease_expires_at < now
-            if run.status in ("pending", "suspended") or expired:
-                if run.status == "suspended":
-                    self._forget_awaited(run_id)
-                claimed = replace(
-                    run,
-                    status="running",
-                    owner=owner,
-                    epoch=run.epoch + 1,
-                    lease_expires_at=lease_until,
-                    started_at=run.started_at if run.started_at is not None else now,
-                    updated_at=now,
-                    wait=None,
-                    wake_at=None,
-                )
-                return replace(self._bump(claimed), wait=run.wait if run.status == "suspended" else None)
-        return None
+        run = claimable(self._runs, self._pos, self._active, self._suspended, self._by_key, jobs, now, exclude)
+        if run is None:
+            return None
+        if run.status == "suspended":
+            self._forget_awaited(run.id)
+        claimed = self._bump(transitions.claimed(run, owner, now, lease_until))
+        return replace(claimed, wait=run.wait if run.status == "suspended" else None)
 
     async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> Run | None:
         run = self._runs.get(run_id)
@@ -204,7 +187,7 @@ class MemoryStore(MemoryStreamsMixin):
         run = self._runs.get(run_id)
         if run is None or run.epoch != epoch or run.status != "running":
             return False
-        self._bump(replace(run, status="pending", owner=None, lease_expires_at=None, updated_at=now))
+        self._bump(transitions.released(run, now))
         return True
 
     async def expire_leases(self, owner: str, now: float) -> int:
@@ -261,32 +244,12 @@ class MemoryStore(MemoryStreamsMixin):
         error: str | None = None,
     ) -> tuple[Run, list[Event]]:
         run = self._fenced(run_id, epoch)
-        wake_at = wait.until
-        if run.cancel_requested or any(
-            not delivered and name in wait.events for name, _, delivered in self._inbox.get(run_id, ())
-        ):
-            wake_at = now
-        if wait.children:
-            children = [self._runs.get(c) for c in wait.children]
-            unfinished = [c.id for c in children if c is not None and not c.is_terminal]
-            if not unfinished or any(c is None or (c.is_terminal and c.status != "completed") for c in children):
-                wake_at = now
-            else:
-                self._forget_awaited(run_id)
-                self._awaiting[run_id] = len(unfinished)
-                self._awaited.update(dict.fromkeys(unfinished, run_id))
-        run = replace(
-            run,
-            status="suspended",
-            owner=None,
-            lease_expires_at=None,
-            wait=wait,
-            wake_at=wake_at,
-            updated_at=now,
-            progress=progress if progress is not None else run.progress,
-            attempt=run.attempt if attempt is None else attempt,
-            error=run.error if error is None else error,
-        )
+        wake_at, awaited = transitions.suspension(run, wait, now, self._inbox.get(run_id, ()), self._runs)
+        if awaited:
+            self._forget_awaited(run_id)
+            self._awaiting[run_id] = len(awaited)
+            self._awaited.update(dict.fromkeys(awaited, run_id))
+        run = transitions.suspended(run, wait, wake_at, now, progress, attempt, error)
         return self._append(self._bump(run), events)
 
     async def send_event(self, run_id: str, name: str, data: Any, now: float) -> None:
@@ -327,61 +290,18 @@ class MemoryStore(MemoryStreamsMixin):
         progress: Progress | None = None,
     ) -> tuple[Run, list[Event]]:
         run = self._fenced(run_id, epoch)
-        run = replace(
-            run,
-            status=status,
-            output=copy.deepcopy(output),
-            error=error,
-            finished_at=now,
-            updated_at=now,
-            expires_at=expires_at,
-            owner=None,
-            lease_expires_at=None,
-            progress=progress if progress is not None else run.progress,
-            wait=None,
-            wake_at=None,
-        )
+        run = transitions.finished(run, status, output, error, now, expires_at, progress)
         return self._append(self._bump(run), events)
 
     async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
         run = self._get(run_id)
-        if run.is_terminal:
-            raise InvalidRunState(
-                f"run {run_id!r} is already {run.status}; only unfinished runs can be cancelled"
-            )
-        if run.status == "running":
-            return self._bump(replace(run, cancel_requested=True, updated_at=now)), []
-        if run.status == "suspended":
-            return self._bump(replace(run, cancel_requested=True, wake_at=now, updated_at=now)), []
-        run = replace(
-            run,
-            status="cancelled",
-            epoch=run.epoch + 1,
-            owner=None,
-            lease_expires_at=None,
-            finished_at=now,
-            updated_at=now,
-        )
-        return self._append(self._bump(run), [event])
+        requested = transitions.cancel_now(run, now)
+        if requested is not None:
+            return self._bump(requested), []
+        return self._append(self._bump(transitions.cancelled(run, now)), [event])
 
     async def retry_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
-        run = self._get(run_id)
-        if run.status not in ("failed", "cancelled"):
-            raise InvalidRunState(f"run {run_id!r} is {run.status}; only failed or cancelled runs can be retried")
-        run = replace(
-            run,
-            status="pending",
-            attempt=run.attempt + 1,
-            epoch=run.epoch + 1,
-            error=None,
-            output=None,
-            finished_at=None,
-            expires_at=None,
-            updated_at=now,
-            cancel_requested=False,
-            wait=None,
-            wake_at=None,
-        )
+        run = transitions.retried(self._get(run_id), now)
         return self._append(self._bump(run), [event])
 
     async def set_expiry(self, run_id: str, expires_at: float | None) -> None:

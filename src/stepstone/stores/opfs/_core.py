@@ -14,7 +14,9 @@ from ..._errors import InvalidRunState
 from ..._models import Event, Progress, Run, RunChange, RunStatus, StepRecord, Wait
 from ..._notify import RUNS_KEY
 from ..._util import now as system_now
-from .._contract import JobKeys, NewEvent, NewRun, RunFilter, job_matches
+from .. import _transitions as transitions
+from .._contract import JobKeys, NewEvent, NewRun, RunFilter
+from .._transitions import claimable
 from ._rows import LogDir, LogFile, step_row
 from ._state import _TOMBSTONE_TTL, COMPACT_AT, LogState
 
@@ -87,29 +89,15 @@ class LogStore(LogState):
         exclude: Collection[str] = (),
     ) -> Run | None:
         self._check()
-        due = [rid for rid, wake_at in self._suspended.items() if wake_at is not None and wake_at <= now]
-        for run_id in sorted([*self._active, *due], key=self._pos.__getitem__):
-            run = self._runs[run_id]
-            if run.concurrency_key is not None:
-                first = min(self._by_key[run.concurrency_key], key=self._pos.__getitem__)
-                if first != run_id:
-                    continue
-            if run_id in exclude or not job_matches(jobs, run.job_name, run.job_version):
-                continue
-            expired = run.lease_expires_at is None or run.lease_expires_at < now
-            if run.status in ("pending", "suspended") or expired:
-                ops: list[Any] = []
-                if run.status == "suspended":
-                    self._forget_awaited(ops, run_id)
-                claimed = replace(
-                    run, status="running", owner=owner, epoch=run.epoch + 1, lease_expires_at=lease_until,
-                    started_at=run.started_at if run.started_at is not None else now, updated_at=now,
-                    wait=None, wake_at=None,
-                )  # fmt: skip
-                claimed = self._put(ops, claimed)
-                await self._commit(ops, (RUNS_KEY,))
-                return replace(claimed, wait=run.wait if run.status == "suspended" else None)
-        return None
+        run = claimable(self._runs, self._pos, self._active, self._suspended, self._by_key, jobs, now, exclude)
+        if run is None:
+            return None
+        ops: list[Any] = []
+        if run.status == "suspended":
+            self._forget_awaited(ops, run.id)
+        claimed = self._put(ops, transitions.claimed(run, owner, now, lease_until))
+        await self._commit(ops, (RUNS_KEY,))
+        return replace(claimed, wait=run.wait if run.status == "suspended" else None)
 
     async def renew_lease(self, run_id: str, epoch: int, lease_until: float) -> Run | None:
         self._check()
@@ -126,7 +114,7 @@ class LogStore(LogState):
         if run is None or run.epoch != epoch or run.status != "running":
             return False
         ops: list[Any] = []
-        self._put(ops, replace(run, status="pending", owner=None, lease_expires_at=None, updated_at=now))
+        self._put(ops, transitions.released(run, now))
         await self._commit(ops, (RUNS_KEY,))
         return True
 
@@ -202,25 +190,12 @@ class LogStore(LogState):
         self._check()
         run = self._fenced(run_id, epoch)
         ops: list[Any] = []
-        wake_at = wait.until
-        if run.cancel_requested or any(
-            not delivered and name in wait.events for name, _, delivered in self._inbox.get(run_id, ())
-        ):
-            wake_at = now
-        if wait.children:
-            children = [self._runs.get(c) for c in wait.children]
-            unfinished = [c.id for c in children if c is not None and not c.is_terminal]
-            if not unfinished or any(c is None or (c.is_terminal and c.status != "completed") for c in children):
-                wake_at = now
-            else:
-                self._forget_awaited(ops, run_id)
-                for child in dict.fromkeys(unfinished):
-                    self._set_awaited(ops, child, run_id)
-        run = replace(
-            run, status="suspended", owner=None, lease_expires_at=None, wait=wait, wake_at=wake_at, updated_at=now,
-            progress=progress if progress is not None else run.progress,
-            attempt=run.attempt if attempt is None else attempt, error=run.error if error is None else error,
-        )  # fmt: skip
+        wake_at, awaited = transitions.suspension(run, wait, now, self._inbox.get(run_id, ()), self._runs)
+        if awaited:
+            self._forget_awaited(ops, run_id)
+            for child in dict.fromkeys(awaited):
+                self._set_awaited(ops, child, run_id)
+        run = transitions.suspended(run, wait, wake_at, now, progress, attempt, error)
         run = self._put(ops, run)
         run, out = self._append(ops, run, events)
         await self._commit(ops, (RUNS_KEY, run_id))
@@ -277,11 +252,7 @@ class LogStore(LogState):
         self._check()
         run = self._fenced(run_id, epoch)
         ops: list[Any] = []
-        run = replace(
-            run, status=status, output=copy.deepcopy(output), error=error, finished_at=now, updated_at=now,
-            expires_at=expires_at, owner=None, lease_expires_at=None,
-            progress=progress if progress is not None else run.progress, wait=None, wake_at=None,
-        )  # fmt: skip
+        run = transitions.finished(run, status, output, error, now, expires_at, progress)
         run = self._put(ops, run)
         self._ended(ops, run, status, run.finished_at or now)
         run, out = self._append(ops, run, events)
@@ -291,20 +262,13 @@ class LogStore(LogState):
     async def cancel_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
         self._check()
         run = self._get(run_id)
-        if run.is_terminal:
-            raise InvalidRunState(f"run {run_id!r} is already {run.status}; only unfinished runs can be cancelled")
+        requested = transitions.cancel_now(run, now)
         ops: list[Any] = []
         out: list[Event] = []
-        if run.status == "running":
-            run = self._put(ops, replace(run, cancel_requested=True, updated_at=now))
-        elif run.status == "suspended":
-            run = self._put(ops, replace(run, cancel_requested=True, wake_at=now, updated_at=now))
+        if requested is not None:
+            run = self._put(ops, requested)
         else:
-            run = replace(
-                run, status="cancelled", epoch=run.epoch + 1, owner=None, lease_expires_at=None, finished_at=now,
-                updated_at=now,
-            )  # fmt: skip
-            run = self._put(ops, run)
+            run = self._put(ops, transitions.cancelled(run, now))
             self._ended(ops, run, "cancelled", now)
             run, out = self._append(ops, run, [event])
         await self._commit(ops, (RUNS_KEY, run_id))
@@ -312,14 +276,8 @@ class LogStore(LogState):
 
     async def retry_run(self, run_id: str, now: float, event: NewEvent) -> tuple[Run, list[Event]]:
         self._check()
-        run = self._get(run_id)
-        if run.status not in ("failed", "cancelled"):
-            raise InvalidRunState(f"run {run_id!r} is {run.status}; only failed or cancelled runs can be retried")
+        run = transitions.retried(self._get(run_id), now)
         ops: list[Any] = []
-        run = replace(
-            run, status="pending", attempt=run.attempt + 1, epoch=run.epoch + 1, error=None, output=None,
-            finished_at=None, expires_at=None, updated_at=now, cancel_requested=False, wait=None, wake_at=None,
-        )  # fmt: skip
         run = self._put(ops, run)
         run, out = self._append(ops, run, [event])
         await self._commit(ops, (RUNS_KEY, run_id))
