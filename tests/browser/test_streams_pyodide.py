@@ -6,28 +6,14 @@ so this tests the code as it is now, not a previously built wheel."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import guard_offline, run_py, site_config
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "stepstone"
+from .harness import guard_offline, run_py
+from .srcboot import boot_with_source
 
 pytestmark = pytest.mark.browser
-
-_BOOT = """async ([cfg, files]) => {
-  const { loadPyodide } = await import(cfg.pyodide);
-  const py = await loadPyodide({ indexURL: cfg.pyodideIndexURL });
-  const root = `/lib/python${cfg.python}/site-packages/stepstone`;
-  for (const [name, text] of Object.entries(files)) {
-    const path = `${root}/${name}`;
-    py.FS.mkdirTree(path.slice(0, path.lastIndexOf("/")));
-    py.FS.writeFile(path, text);
-  }
-  window.pyodide = py;
-}"""
 
 _SCRIPT = """
 import asyncio, json
@@ -79,9 +65,7 @@ def test_the_client_runs_in_pyodide_over_fetch(browser: Any, site_url: str) -> N
     outside = guard_offline(context)
     try:
         page = context.new_page()
-        files = {str(p.relative_to(SRC)): p.read_text() for p in SRC.rglob("*.py")}
-        page.goto(site_url + "/index.html")
-        page.evaluate(_BOOT, [site_config(), files])
+        boot_with_source(page, site_url + "/index.html")
         code = f"ORIGIN = {site_url!r}\nNAME = {str(abs(hash(site_url)))!r}\n" + _SCRIPT
         result = run_py(page, code, timeout=90)
     finally:
