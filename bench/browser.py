@@ -146,6 +146,26 @@ def bench_boot(browser: Any, base: str, rounds: int) -> dict[str, list[float]]:
     return {"bare": bare, "local": local}
 
 
+def _reload_mid_run(page: Any) -> tuple[float, float, float]:
+    """On a ready local.html: a run of 10 steps of 0.3 s, the page reloaded after step 3; the times
+    (s since the epoch) of the reload, of ready again and of the resumed ``step:start``."""
+    page.fill("#steps-input", "10")
+    page.fill("#seconds-input", "0.3")
+    page.click("#start")
+    run_id = wait_for(page, "document.body.dataset.run", 10)
+    wait_for(page, "document.querySelector('#steps li[data-name=\"step-3\"]')?.className === 'completed'", 30)
+    t0 = time.time()
+    page.reload()
+    ready(page)
+    ready_at = float(page.evaluate("document.body.dataset.readyAt")) / 1000
+    deadline = time.monotonic() + 30
+    while (step_at := run_py(page, RESUMED.format(run_id=run_id))) is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the run did not resume within 30 s of the reload")
+        time.sleep(0.02)
+    return t0, ready_at, step_at
+
+
 def bench_resume(browser: Any, base: str, rounds: int) -> dict[str, list[float]]:
     boot, resume = [], []
     for _ in range(rounds):
@@ -154,20 +174,7 @@ def bench_resume(browser: Any, base: str, rounds: int) -> dict[str, list[float]]
         page = context.new_page()
         page.goto(f"{base}/local.html?db=bench-{uuid.uuid4().hex[:8]}")
         ready(page)
-        page.fill("#steps-input", "10")
-        page.fill("#seconds-input", "0.3")
-        page.click("#start")
-        run_id = wait_for(page, "document.body.dataset.run", 10)
-        wait_for(page, "document.querySelector('#steps li[data-name=\"step-3\"]')?.className === 'completed'", 30)
-        t0 = time.time()
-        page.reload()
-        ready(page)
-        ready_at = float(page.evaluate("document.body.dataset.readyAt")) / 1000
-        deadline = time.monotonic() + 30
-        while (step_at := run_py(page, RESUMED.format(run_id=run_id))) is None:
-            if time.monotonic() > deadline:
-                raise SystemExit("the run did not resume within 30 s of the reload")
-            time.sleep(0.02)
+        t0, ready_at, step_at = _reload_mid_run(page)
         boot.append((ready_at - t0) * 1000)
         resume.append((step_at - t0) * 1000)
         context.close()
@@ -378,20 +385,7 @@ def _resume_after_reload(context: Any, base: str) -> tuple[float, float]:
     """local.html: a run of 10 steps of 0.3 s, reloaded after step 3; (ms from ready to the
     resumed step:start, ms from the reload to it)."""
     page, _ = _visit(context, f"{base}/local.html?db=resume-{uuid.uuid4().hex[:8]}")
-    page.fill("#steps-input", "10")
-    page.fill("#seconds-input", "0.3")
-    page.click("#start")
-    run_id = wait_for(page, "document.body.dataset.run", 10)
-    wait_for(page, "document.querySelector('#steps li[data-name=\"step-3\"]')?.className === 'completed'", 30)
-    t0 = time.time()
-    page.reload()
-    ready(page)
-    ready_at = float(page.evaluate("document.body.dataset.readyAt")) / 1000
-    deadline = time.monotonic() + 30
-    while (step_at := run_py(page, RESUMED.format(run_id=run_id))) is None:
-        if time.monotonic() > deadline:
-            raise SystemExit("the run did not resume within 30 s of the reload")
-        time.sleep(0.02)
+    t0, ready_at, step_at = _reload_mid_run(page)
     page.close()
     return (step_at - ready_at) * 1000, (step_at - t0) * 1000
 
